@@ -1,0 +1,1 @@
+"""Subcommands of ``govpipe``; one module each, discovered by ``pipeline.cli``."""

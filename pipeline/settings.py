@@ -1,0 +1,164 @@
+"""The one configuration object, read from the environment once at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+
+def _env(name: str) -> Any:
+    """Accept the contract's bare name (DESIGN §5) and the GOVPIPE_-prefixed one."""
+    return Field(validation_alias=AliasChoices(name, f"GOVPIPE_{name}"))
+
+
+class Settings(BaseSettings):
+    """Every knob of govpipe. Frozen: built once and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GOVPIPE_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "GOVPIPE_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # State and schemas
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        validation_alias=AliasChoices("REDIS_URL", "GOVPIPE_REDIS_URL"),
+    )
+    schema_registry_url: str | None = Field(
+        None, validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "GOVPIPE_SCHEMA_REGISTRY_URL")
+    )
+    policy_file: Path | None = Field(
+        None, validation_alias=AliasChoices("GOVPIPE_POLICY", "GOVPIPE_POLICY_FILE")
+    )
+
+    # Topics (names live here so they can be overridden; specs live in topics.py)
+    topic_events: str = "agent.events.v1"
+    topic_dlq: str = "agent.events.dlq.v1"
+    topic_alerts: str = "governance.alerts.v1"
+    topic_metrics: str = "governance.metrics.v1"
+    topic_subjects: str = "govpipe.subjects.v1"
+    events_partitions: int = Field(6, ge=1, le=1024)
+    subjects_partitions: int = Field(6, ge=1, le=1024)
+    output_partitions: int = Field(3, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=7)
+
+    # Worker
+    app_id: str = Field("govpipe", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    data_dir: Path = Field(
+        Path("/tmp/govpipe-data"),
+        validation_alias=AliasChoices("FAUST_DATADIR", "GOVPIPE_DATA_DIR"),
+    )
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    batch_max_records: int = Field(500, ge=1, le=100_000)
+    batch_max_wait_s: float = Field(0.05, gt=0, le=10)
+    max_record_bytes: int = Field(2 * 1024 * 1024 - 4096, ge=1024)
+    max_events_per_record: int = Field(10_000, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts:
+            raise ValueError("needs at least one host:port")
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{host!r} is not host:port")
+        return ",".join(hosts)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: SecretStr) -> SecretStr:
+        scheme = value.get_secret_value().partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://", "mock://")):
+            raise ValueError("must start with http://, https:// or mock://")
+        return value
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """The Redis URL with any password replaced, for logs."""
+        return redact_url(self.redis_url.get_secret_value())
+
+    @property
+    def broker_url(self) -> str:
+        """faust's broker URL list built from the bootstrap servers."""
+        return ";".join(f"kafka://{h}" for h in self.kafka_bootstrap_servers.split(","))
+
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by admin, producer and consumer clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username or ""
+            secret = self.kafka_sasl_password
+            conf["sasl.password"] = secret.get_secret_value() if secret else ""
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        return conf
+
+
+def redact_url(url: str) -> str:
+    """Drop the password from scheme://user:password@host URLs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.partition(":")[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings or raise ConfigError with one line naming the bad variables."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{field.upper()}: {err['msg']}")
+        raise ConfigError("bad configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (the CLI builds them once)."""
+    return load_settings()

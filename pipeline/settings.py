@@ -136,6 +136,28 @@ class Settings(BaseSettings):
         return conf
 
 
+_BARE_ENV = {
+    "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "redis_url": "REDIS_URL",
+    "schema_registry_url": "SCHEMA_REGISTRY_URL",
+    "policy_file": "GOVPIPE_POLICY",
+    "data_dir": "FAUST_DATADIR",
+}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that rebuild these settings in a child process."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[_BARE_ENV.get(name, f"GOVPIPE_{name.upper()}")] = str(value)
+    return env
+
+
 def redact_url(url: str) -> str:
     """Drop the password from scheme://user:password@host URLs."""
     scheme, sep, rest = url.partition("://")

@@ -1,0 +1,46 @@
+"""`govpipe services`: the embedded broker and Redis in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from pipeline.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "services", help="run the embedded broker (Tansu) and Redis in the foreground"
+    )
+    parser.add_argument("--broker-port", type=int, default=None, help="default: a free port")
+    parser.add_argument(
+        "--no-topics", action="store_true", help="do not create govpipe's topics on start"
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.admin import create_topics
+    from pipeline.embedded import EmbeddedServices
+
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedServices(settings.redis_url.get_secret_value(), args.broker_port) as services:
+        if not args.no_topics:
+            local = settings.model_copy(
+                update={"kafka_bootstrap_servers": services.broker.bootstrap}
+            )
+            for r in create_topics(local):
+                print(f"# topic {r.status}: {r.name}", file=sys.stderr)
+        print("\n".join(services.exports()), flush=True)
+        print(services.describe(), file=sys.stderr, flush=True)
+        print("# Ctrl-C stops both", file=sys.stderr, flush=True)
+        while not stop.wait(0.5):
+            if not services.broker.alive():
+                print("govpipe: the embedded broker exited", file=sys.stderr)
+                return 1
+    return 0

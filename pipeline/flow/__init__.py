@@ -1,0 +1,1 @@
+"""The data flow, one module a stage: validate → enrich → route (→ detect → publish)."""

@@ -1,0 +1,124 @@
+"""Stage 1 (stateless): records → validated, redacted, enriched events, routed to stage 2.
+
+Batch-first: one call handles a whole batch of Kafka records, with one schema
+lookup and one Redis round trip per batch (DESIGN §3b). Pure apart from the
+awaited dependencies, so it is tested without Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pipeline.dlq import DeadLetter, dead_letter
+from pipeline.flow.route import encode_subject_batch, route
+from pipeline.flow.validate import Rejection, Validator
+from pipeline.redact import redact_event
+from pipeline.retry import retry_forever
+
+log = logging.getLogger(__name__)
+Event = dict[str, Any]
+
+
+class Enricher(Protocol):
+    """The enrichment seam (Redis in production); both calls are idempotent."""
+
+    async def apply(self, events: list[Event]) -> None: ...
+
+    async def enrich(self, events: list[Event]) -> None: ...
+
+
+@dataclass(slots=True)
+class SourceRecord:
+    """What stage 1 needs of one Kafka record."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class Stage1Output:
+    subject_records: list[tuple[int, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events: int = 0
+
+
+@dataclass
+class Stage1Stats:
+    records_in: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    secrets_redacted: int = 0
+    dlq_by_code: Counter[str] = field(default_factory=Counter)
+
+
+class Stage1:
+    def __init__(
+        self,
+        validator: Validator,
+        partitions: int,
+        enricher: Enricher | None = None,
+    ) -> None:
+        self.validator = validator
+        self.partitions = partitions
+        self.enricher = enricher
+        self.stats = Stage1Stats()
+        self.watermark: int | None = None
+
+    async def process(self, records: list[SourceRecord]) -> Stage1Output:
+        out = Stage1Output()
+        resolver = self.validator.resolver
+        ids = self.validator.schema_ids([r.value for r in records])
+        if resolver.missing(ids):
+            await retry_forever(lambda: resolver.resolve(ids), "schema registry", log)
+        events: list[Event] = []
+        for record in records:
+            for rejection, in_events in self._validate(record):
+                if rejection is not None:
+                    self._reject(out, rejection, record)
+                events.extend(in_events)
+        self.stats.records_in += len(records)
+        self.stats.events_in += len(events)
+        for i, event in enumerate(events):
+            clean, findings = redact_event(event)
+            if findings:
+                clean["_secrets"] = [{"path": f.path, "kind": f.kind} for f in findings]
+                events[i] = clean
+                self.stats.secrets_redacted += len(findings)
+        if self.enricher is not None and events:
+            enricher = self.enricher
+            await retry_forever(lambda: enricher.apply(events), "redis", log)
+            await retry_forever(lambda: enricher.enrich(events), "redis", log)
+        if events:
+            newest = max(e["event_time"] for e in events)
+            if self.watermark is None or newest > self.watermark:
+                self.watermark = newest
+        for partition, items in route(events, self.partitions).items():
+            out.subject_records.append((partition, encode_subject_batch(items, self.watermark)))
+        out.events = len(events)
+        self.stats.events_out += len(events)
+        return out
+
+    def _validate(
+        self, record: SourceRecord
+    ) -> list[tuple[Rejection | None, list[Event]]]:
+        try:
+            result = self.validator.validate(record.value)
+        except Exception as exc:  # a bug must not lose the record or kill the worker
+            log.exception("internal error validating %s[%d]@%d", record.topic, record.partition,
+                          record.offset)
+            return [(Rejection("internal_error", type(exc).__name__, record.value or b""), [])]
+        pairs: list[tuple[Rejection | None, list[Event]]] = [(None, result.events)]
+        pairs.extend((r, []) for r in result.rejections)
+        return pairs
+
+    def _reject(self, out: Stage1Output, rejection: Rejection, record: SourceRecord) -> None:
+        self.stats.dlq_by_code[rejection.code] += 1
+        out.dead_letters.append(
+            dead_letter(rejection, record.topic, record.partition, record.offset, record.key)
+        )

@@ -1,0 +1,137 @@
+"""Stage 1, step 1: bytes → validated events, and a Rejection for everything else.
+
+One bad event inside a batch is rejected alone; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from pipeline.codec import DecodedRecord, decode_avro, decode_json, frame
+from pipeline.errors import RejectedInput
+from pipeline.flow.schemas import SchemaResolver
+from pipeline.records import AgentEvent
+
+Event = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Rejection:
+    """Why one record (or one event of a batch record) cannot be processed."""
+
+    code: str
+    message: str
+    payload: bytes
+    batch_index: int | None = None
+
+
+@dataclass(slots=True)
+class ValidatedRecord:
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    fmt: str = "json"
+    batch: bool = False
+
+
+def rejection_code(exc: ValidationError) -> tuple[str, str]:
+    """A stable DLQ code and a value-free message from pydantic's first error."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    name = loc[0] if loc else "event"
+    if first["type"] == "missing":
+        code = "missing_field"
+    elif name == "event_type":
+        code = "unknown_event_type"
+    elif name == "attributes":
+        code = "invalid_attributes"
+    else:
+        code = "invalid_field"
+    where = ".".join(loc) or "event"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return code, f"{where}: {first['msg']}{more}"
+
+
+_validate = AgentEvent.__pydantic_validator__.validate_python
+
+
+def validate_event(raw: Any) -> Event:
+    """A normalised event dict (epoch-ms times, lower-case enums) or RejectedInput."""
+    if not isinstance(raw, dict):
+        raise RejectedInput("invalid_event", f"a batch element is a {type(raw).__name__}")
+    try:
+        model = _validate(raw)
+    except ValidationError as exc:
+        raise RejectedInput(*rejection_code(exc)) from None
+    event: Event = dict(model.__dict__)
+    event["event_type"] = str(event["event_type"].value)
+    return event
+
+
+def _element_bytes(raw: Any) -> bytes:
+    """The bytes of one rejected batch element, replayable on its own."""
+    try:
+        return orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(raw).encode("utf-8", "replace")
+
+
+class Validator:
+    """Decodes and validates records; knows the size limits and schema ids."""
+
+    def __init__(
+        self, resolver: SchemaResolver, max_record_bytes: int, max_events_per_record: int
+    ) -> None:
+        self.resolver = resolver
+        self.max_record_bytes = max_record_bytes
+        self.max_events = max_events_per_record
+
+    def schema_ids(self, values: list[bytes | None]) -> set[int]:
+        """Schema ids these records need (to resolve them before ``validate``)."""
+        ids: set[int] = set()
+        for value in values:
+            if value and len(value) >= 5 and value[0] == 0:
+                ids.add(int.from_bytes(value[1:5], "big"))
+        return ids
+
+    def decode(self, value: bytes | None) -> DecodedRecord:
+        fmt, schema_id = frame(value, self.max_record_bytes)
+        assert value is not None
+        if fmt == "avro":
+            assert schema_id is not None
+            return decode_avro(value, self.resolver.get(schema_id))
+        return decode_json(value)
+
+    def validate(self, value: bytes | None) -> ValidatedRecord:
+        out = ValidatedRecord()
+        try:
+            decoded = self.decode(value)
+        except RejectedInput as exc:
+            out.rejections.append(Rejection(exc.code, exc.message, value or b""))
+            return out
+        out.fmt, out.batch = decoded.fmt, decoded.batch
+        if len(decoded.events) > self.max_events:
+            out.rejections.append(
+                Rejection(
+                    "batch_too_large",
+                    f"{len(decoded.events)} events in one record, limit is {self.max_events}",
+                    value or b"",
+                )
+            )
+            return out
+        events = out.events
+        for index, raw in enumerate(decoded.events):
+            try:
+                events.append(validate_event(raw))
+            except RejectedInput as exc:
+                if not decoded.batch:
+                    out.rejections.append(Rejection(exc.code, exc.message, value or b""))
+                else:
+                    out.rejections.append(
+                        Rejection(exc.code, exc.message, _element_bytes(raw), index)
+                    )
+        return out

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipeline.errors import InfraError
 from pipeline.settings import Settings
@@ -35,7 +35,9 @@ def create_topics(
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise InfraError(f"broker at {settings.kafka_bootstrap_servers} unreachable: {exc}") from None
+        raise InfraError(
+            f"broker at {settings.kafka_bootstrap_servers} unreachable: {exc}"
+        ) from None
     results: list[TopicResult] = []
     new = [
         NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))

@@ -43,7 +43,9 @@ def broker_credentials(settings: Settings) -> Any:
             )
     if proto == "SSL":
         return faust.SSLCredentials(ssl_context)
-    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    password = (
+        settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    )
     if settings.kafka_sasl_mechanism == "PLAIN":
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username, password=password, ssl_context=ssl_context
@@ -141,9 +143,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     async def stage1_agent(stream: Any) -> None:
         async for batch in stream.take_events(max_records, within):
             records = [
-                SourceRecord(
-                    e.value, e.key, e.message.topic, e.message.partition, e.message.offset
-                )
+                SourceRecord(e.value, e.key, e.message.topic, e.message.partition, e.message.offset)
                 for e in batch
             ]
             out = await stage1.process(records)

@@ -28,7 +28,6 @@ LOCAL_EVENT_SCHEMA_ID = 1
 LOCAL_BATCH_SCHEMA_ID = 2
 EVENT_RECORD = "io.govpipe.v1.AgentEvent"
 BATCH_RECORD = "io.govpipe.v1.AgentEventBatch"
-MAX_JSON_DEPTH = 32
 
 
 def schemas_dir() -> Path:
@@ -128,7 +127,7 @@ def decode_avro(value: bytes, writer: WriterSchema) -> DecodedRecord:
     buf = io.BytesIO(value)
     buf.seek(5)
     try:
-        datum = fastavro.schemaless_reader(buf, writer.parsed, None)
+        datum: Any = fastavro.schemaless_reader(buf, writer.parsed, None)
     except (EOFError, UnicodeDecodeError, ValueError, IndexError, struct.error) as exc:
         raise RejectedInput("invalid_avro", f"Avro does not decode: {type(exc).__name__}") from None
     except Exception as exc:
@@ -140,20 +139,6 @@ def decode_avro(value: bytes, writer: WriterSchema) -> DecodedRecord:
     if writer.batch:
         return DecodedRecord("avro", True, list(datum["events"]))
     return DecodedRecord("avro", False, [datum])
-
-
-def _depth_ok(value: Any, limit: int) -> bool:
-    """Iterative nesting check: hostile JSON must not cost recursion."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
-    return True
 
 
 def decode_json(value: bytes) -> DecodedRecord:
@@ -173,11 +158,6 @@ def decode_json(value: bytes) -> DecodedRecord:
     raise RejectedInput("invalid_json", f"JSON {type(datum).__name__} is not an event or a batch")
 
 
-def nesting_ok(raw: Any) -> bool:
-    """True when a raw event is shallow enough to validate cheaply."""
-    return _depth_ok(raw, MAX_JSON_DEPTH)
-
-
 # ---- encoding (publishing side) ----------------------------------------------------
 
 
@@ -194,7 +174,9 @@ class AvroEncoder:
     """Confluent-framed Avro for events and batches (local ids or registry ids)."""
 
     def __init__(
-        self, event_schema_id: int = LOCAL_EVENT_SCHEMA_ID, batch_schema_id: int = LOCAL_BATCH_SCHEMA_ID
+        self,
+        event_schema_id: int = LOCAL_EVENT_SCHEMA_ID,
+        batch_schema_id: int = LOCAL_BATCH_SCHEMA_ID,
     ) -> None:
         self._event_id = event_schema_id
         self._batch_id = batch_schema_id

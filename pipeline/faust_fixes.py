@@ -93,6 +93,6 @@ def apply() -> None:
             faust.__version__,
         )
         return
-    Recovery._resume_streams = _resume_streams
-    Recovery.on_recovery_completed = _on_recovery_completed
+    Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
+    Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     _applied = True

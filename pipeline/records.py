@@ -6,7 +6,7 @@ them in sync). Every limit below exists because every input field is hostile.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -51,11 +51,11 @@ def to_epoch_ms(value: Any) -> Any:
         except ValueError:
             raise ValueError("not an ISO-8601 timestamp or epoch milliseconds") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp() * 1000)
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return int(value.timestamp() * 1000)
     if isinstance(value, bool):
         raise ValueError("a boolean is not a timestamp")

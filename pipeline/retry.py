@@ -39,7 +39,10 @@ async def retry_forever(
             if attempts == 1 or attempts % 10 == 0:
                 log.warning(
                     "%s unavailable (%s); input paused, attempt %d, retry in %.1f s",
-                    what, exc, attempts, delay,
+                    what,
+                    exc,
+                    attempts,
+                    delay,
                 )
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2)
@@ -47,6 +50,8 @@ async def retry_forever(
         if started is not None:
             log.info(
                 "%s back after %.1f s and %d retries; input resumed",
-                what, time.monotonic() - started, attempts,
+                what,
+                time.monotonic() - started,
+                attempts,
             )
         return result

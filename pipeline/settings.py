@@ -29,9 +29,7 @@ class Settings(BaseSettings):
         "localhost:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "GOVPIPE_KAFKA_BOOTSTRAP_SERVERS"),
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
@@ -44,6 +42,8 @@ class Settings(BaseSettings):
         SecretStr("redis://127.0.0.1:6379/0"),
         validation_alias=AliasChoices("REDIS_URL", "GOVPIPE_REDIS_URL"),
     )
+    # Prefix of the registry keys (DESIGN §2 "nhi:"); no glob characters (SCAN patterns).
+    redis_key_prefix: str = Field("nhi:", pattern=r"^[^*?\[\]\s]{1,64}$")
     schema_registry_url: str | None = Field(
         None, validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "GOVPIPE_SCHEMA_REGISTRY_URL")
     )
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # Worker
     app_id: str = Field("govpipe", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     data_dir: Path = Field(
-        Path("/tmp/govpipe-data"),
+        Path.home() / ".cache" / "govpipe",
         validation_alias=AliasChoices("FAUST_DATADIR", "GOVPIPE_DATA_DIR"),
     )
     web_host: str = "127.0.0.1"

@@ -86,7 +86,9 @@ class EmbeddedBroker:
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    raise InfraError(f"embedded broker at {self.bootstrap} does not answer") from None
+                    raise InfraError(
+                        f"embedded broker at {self.bootstrap} does not answer"
+                    ) from None
                 time.sleep(0.1)
 
     def alive(self) -> bool:
@@ -107,6 +109,9 @@ class EmbeddedBroker:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

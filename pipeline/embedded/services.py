@@ -41,7 +41,8 @@ class EmbeddedServices:
     def describe(self) -> str:
         kind = "embedded Valkey" if self.redis.embedded else "existing Redis"
         return (
-            f"broker: Tansu at {self.broker.bootstrap} (memory storage; log {self.broker.log_path})\n"
+            f"broker: Tansu at {self.broker.bootstrap} "
+            f"(memory storage; log {self.broker.log_path})\n"
             f"redis:  {kind} at {redact_url(self.redis.url)}"
         )
 
@@ -49,6 +50,9 @@ class EmbeddedServices:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -104,14 +104,13 @@ class Stage1:
         self.stats.events_out += len(events)
         return out
 
-    def _validate(
-        self, record: SourceRecord
-    ) -> list[tuple[Rejection | None, list[Event]]]:
+    def _validate(self, record: SourceRecord) -> list[tuple[Rejection | None, list[Event]]]:
         try:
             result = self.validator.validate(record.value)
         except Exception as exc:  # a bug must not lose the record or kill the worker
-            log.exception("internal error validating %s[%d]@%d", record.topic, record.partition,
-                          record.offset)
+            log.exception(
+                "internal error validating %s[%d]@%d", record.topic, record.partition, record.offset
+            )
             return [(Rejection("internal_error", type(exc).__name__, record.value or b""), [])]
         pairs: list[tuple[Rejection | None, list[Event]]] = [(None, result.events)]
         pairs.extend((r, []) for r in result.rejections)

@@ -67,7 +67,9 @@ def hostile_records(start: int) -> list[tuple[str, bytes, int]]:
         out.append(("missing_field", orjson.dumps(missing), 1))
         out.append(("unknown_event_type", orjson.dumps(make_event(i, event_type="rm -rf")), 1))
         out.append(("record_too_large", b'{"pad": "' + b"A" * (2 * 1024 * 1024) + b'"}', 1))
-        out.append(("unknown_schema_id", b"\x00" + struct.pack(">I", 9999) + enc.event(good)[5:], 1))
+        out.append(
+            ("unknown_schema_id", b"\x00" + struct.pack(">I", 9999) + enc.event(good)[5:], 1)
+        )
         out.append(("invalid_avro", enc.event(good)[:-7], 1))
         nested = orjson.dumps(make_event(i, attributes={"a": {"b": {"c": {"d": ["deep"] * 3}}}}))
         huge = orjson.dumps(make_event(i, attributes={f"k{n}": "v" * 100 for n in range(5000)}))
@@ -81,5 +83,5 @@ def batch_with_one_bad(start: int, size: int) -> tuple[bytes, list[dict[str, Any
     events = [make_event(start + n) for n in range(size)]
     bad = dict(events[size // 2])
     del bad["event_id"]
-    good = events[: size // 2] + events[size // 2 + 1 :]
-    return orjson.dumps(events[: size // 2] + [bad] + events[size // 2 + 1 :]), good
+    good = [*events[: size // 2], *events[size // 2 + 1 :]]
+    return orjson.dumps([*events[: size // 2], bad, *events[size // 2 + 1 :]]), good

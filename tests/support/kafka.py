@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 
 @dataclass
@@ -63,6 +63,15 @@ def produce(
     return count
 
 
+def assign_all(consumer: Consumer, topic: str, timeout: float = 10.0) -> None:
+    """Read every partition from the start without a consumer group: no group join
+    to wait for (Tansu holds joins for half the session timeout, DESIGN §3b)."""
+    md = consumer.list_topics(topic, timeout=timeout)
+    partitions = sorted(md.topics[topic].partitions)
+    assert partitions, f"topic {topic} has no partitions"
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+
+
 def consume_until_quiet(
     bootstrap: str,
     topic: str,
@@ -81,7 +90,7 @@ def consume_until_quiet(
             "max.partition.fetch.bytes": 10 * 1024 * 1024,
         }
     )
-    consumer.subscribe([topic])
+    assign_all(consumer, topic)
     out: list[Record] = []
     deadline = time.monotonic() + max_s
     last = time.monotonic()

@@ -59,7 +59,7 @@ def _base_type(annotation: object) -> object:
 
 def _avro_kind(avro_type: object) -> object:
     if isinstance(avro_type, list):
-        avro_type = [t for t in avro_type if t != "null"][0]
+        avro_type = next(t for t in avro_type if t != "null")
     return avro_type
 
 

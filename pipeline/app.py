@@ -122,6 +122,11 @@ async def send_all(
 
 
 def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pipeline:
+    """The worker's app; ``enricher`` defaults to the Redis registry of ``REDIS_URL``."""
+    if enricher is None:
+        from pipeline.enrichment import RedisEnricher
+
+        enricher = RedisEnricher.from_settings(settings)
     app = create_faust_app(settings)
     validator = Validator(
         SchemaResolver(settings.schema_registry_url),

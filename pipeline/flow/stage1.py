@@ -62,7 +62,7 @@ class Stage1:
         self,
         validator: Validator,
         partitions: int,
-        enricher: Enricher | None = None,
+        enricher: Enricher,
     ) -> None:
         self.validator = validator
         self.partitions = partitions
@@ -75,7 +75,7 @@ class Stage1:
         resolver = self.validator.resolver
         ids = self.validator.schema_ids([r.value for r in records])
         if resolver.missing(ids):
-            await retry_forever(lambda: resolver.resolve(ids), "schema registry", log)
+            await retry_forever(lambda: resolver.resolve(ids), log=log, what="schema registry")
         events: list[Event] = []
         for record in records:
             for rejection, in_events in self._validate(record):
@@ -90,10 +90,10 @@ class Stage1:
                 clean["_secrets"] = [{"path": f.path, "kind": f.kind} for f in findings]
                 events[i] = clean
                 self.stats.secrets_redacted += len(findings)
-        if self.enricher is not None and events:
+        if events:
             enricher = self.enricher
-            await retry_forever(lambda: enricher.apply(events), "redis", log)
-            await retry_forever(lambda: enricher.enrich(events), "redis", log)
+            await retry_forever(lambda: enricher.apply(events), log=log, what="redis")
+            await retry_forever(lambda: enricher.enrich(events), log=log, what="redis")
         if events:
             newest = max(e["event_time"] for e in events)
             if self.watermark is None or newest > self.watermark:

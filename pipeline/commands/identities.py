@@ -1,0 +1,167 @@
+"""``govpipe identities load FILE`` and ``govpipe identities show ID``.
+
+Load validates the whole registry file before writing anything (see
+``pipeline/enrichment/registry.py``); show prints what the enricher will see,
+raw hash and parsed view side by side, to debug an AT-01 or SP-06 finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from redis.exceptions import RedisError, ResponseError
+
+from pipeline.enrichment.keys import CREDENTIAL_FIELDS, IDENTITY_FIELDS, KeySpace
+from pipeline.enrichment.registry import (
+    credentials_of,
+    parse_registry,
+    read_hash,
+    read_registry_file,
+    write_identities,
+)
+from pipeline.enrichment.views import GarbageReport, credential_view, identity_view
+from pipeline.errors import ConfigError, InfraError
+from pipeline.settings import Settings, get_settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "identities",
+        help="load or inspect the identity registry in Redis",
+        description="Identity registry (DESIGN §2) in Redis at REDIS_URL.",
+    )
+    actions = parser.add_subparsers(dest="identities_action", metavar="ACTION", required=True)
+
+    load = actions.add_parser("load", help="validate a YAML/JSON registry file and write it")
+    load.add_argument("file", type=Path, help="identities.yaml or .json")
+    load.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="write the valid entries even if some are bad (the bad ones are still reported)",
+    )
+    load.add_argument(
+        "--replace", action="store_true", help="also delete identities absent from the file"
+    )
+    load.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    _prefix_option(load)
+    load.set_defaults(handler=_load)
+
+    show = actions.add_parser("show", help="print an identity (and credentials) as govpipe sees it")
+    show.add_argument("identity_id", nargs="?", help="the identity to show")
+    show.add_argument("--credential", metavar="ID", help="show this credential hash")
+    show.add_argument(
+        "--credentials",
+        action="store_true",
+        help="also list the identity's credentials (scans all credential keys: slow)",
+    )
+    _prefix_option(show)
+    show.set_defaults(handler=_show)
+
+
+def _prefix_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-prefix", help="registry key prefix (default: GOVPIPE_REDIS_KEY_PREFIX or 'nhi:')"
+    )
+
+
+def _client(settings: Settings) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad REDIS_URL {settings.redis_url_redacted}: {exc}") from None
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> KeySpace:
+    try:
+        return KeySpace(args.key_prefix or settings.redis_key_prefix)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _load(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    keys = _keys(args, settings)
+    name = str(args.file)
+    entries, problems = parse_registry(read_registry_file(args.file))
+    for problem in problems:
+        print(f"{name}: {problem}", file=sys.stderr)
+    if problems and (not args.skip_invalid or problems[0].entry_index is None):
+        print(
+            f"govpipe: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'} in "
+            f"{name}; nothing written (use --skip-invalid to load the rest)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.dry_run:
+        print(f"{name}: {len(entries)} identities valid, {len(problems)} invalid; not written")
+        return 0
+    client = _client(settings)
+    try:
+        written, deleted = write_identities(client, keys, entries, replace=args.replace)
+    except RedisError as exc:
+        raise InfraError(
+            f"redis unavailable at {settings.redis_url_redacted} ({type(exc).__name__})"
+        ) from None
+    finally:
+        client.close()
+    print(
+        f"loaded {written} identities into {settings.redis_url_redacted} "
+        f"(prefix {keys.prefix!r})"
+        + (f", deleted {deleted} absent from the file" if args.replace else "")
+        + (f", skipped {len(problems)} invalid" if problems else "")
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    if not args.identity_id and not args.credential:
+        raise ConfigError("identities show needs an IDENTITY_ID or --credential ID")
+    settings = get_settings()
+    keys = _keys(args, settings)
+    client = _client(settings)
+    report = GarbageReport()
+    out: dict[str, Any] = {}
+    found = True
+    try:
+        if args.identity_id:
+            key = keys.identity(args.identity_id)
+            raw = read_hash(client, key)
+            found &= raw is not None
+            out["identity"] = {
+                "key": key,
+                "fields": raw,
+                "enrichment": identity_view(key, [raw.get(f) for f in IDENTITY_FIELDS], report)
+                if raw is not None
+                else None,
+            }
+            if args.credentials:
+                out["credential_ids"] = credentials_of(client, keys, args.identity_id)
+        if args.credential:
+            key = keys.credential(args.credential)
+            raw = read_hash(client, key)
+            found &= raw is not None
+            out["credential"] = {
+                "key": key,
+                "fields": raw,
+                "enrichment": credential_view(key, [raw.get(f) for f in CREDENTIAL_FIELDS], report)
+                if raw is not None
+                else None,
+            }
+    except ResponseError as exc:
+        # e.g. WRONGTYPE: someone stored a non-hash under a registry key.
+        raise ConfigError(f"cannot read the registry key: {str(exc)[:160]}") from None
+    except RedisError as exc:
+        raise InfraError(
+            f"redis unavailable at {settings.redis_url_redacted} ({type(exc).__name__})"
+        ) from None
+    finally:
+        client.close()
+    sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0 if found else 1

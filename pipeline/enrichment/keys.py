@@ -1,0 +1,70 @@
+"""Redis key names and hash field names of the state contract (DESIGN §2).
+
+Field tuples are ordered: the Lua read script returns values in this order, so
+parsing is positional and never looks at field names at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+#: The contract's prefix; tests and side-by-side deployments use their own.
+DEFAULT_PREFIX: Final = "nhi:"
+
+IDENTITY_FIELDS: Final = (
+    "kind",
+    "owner",
+    "team",
+    "environment",
+    "risk_tier",
+    "allowed_scopes",
+    "status",
+)
+
+CREDENTIAL_FIELDS: Final = (
+    "identity_id",
+    "kind",
+    "issued_via",
+    "scopes",
+    "issued_at",
+    "expires_at",
+    "rotated_at",
+    "revoked_at",
+    "last_used_at",
+)
+
+#: Credential fields holding epoch milliseconds as decimal strings ("" = none).
+CREDENTIAL_TIME_FIELDS: Final = (
+    "issued_at",
+    "expires_at",
+    "rotated_at",
+    "revoked_at",
+    "last_used_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Builds ``{prefix}identity:{id}`` and ``{prefix}credential:{id}`` keys."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "*?[]"):
+            # A glob character in the prefix would make SCAN patterns match other keys.
+            raise ValueError("key prefix must be non-empty and free of glob characters")
+
+    @property
+    def identity_prefix(self) -> str:
+        return f"{self.prefix}identity:"
+
+    @property
+    def credential_prefix(self) -> str:
+        return f"{self.prefix}credential:"
+
+    def identity(self, identity_id: str) -> str:
+        return f"{self.prefix}identity:{identity_id}"
+
+    def credential(self, credential_id: str) -> str:
+        return f"{self.prefix}credential:{credential_id}"

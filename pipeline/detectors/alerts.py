@@ -1,0 +1,143 @@
+"""Findings -> ``governance.alerts.v1`` records: OCSF 1.1 Detection Finding + govpipe fields.
+
+The alert id is a UUIDv5 of detector|subject|window_start (detector|subject for
+single-event findings), so the same finding always gets the same id: a replay or a
+crash-restart yields an OCSF Update (activity 2) of the id, never a second page.
+``record_alert`` keeps, per subject, which ids were already sent.
+
+Alerts carry ids and numbers only (``evidence.facts`` is restricted to scalars and
+lists of scalars, strings bounded); raw attribute values never reach them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final, Literal
+
+from pipeline.detectors.base import DetectorSpec, Finding, State
+
+#: Fixed namespace for alert ids (never change it: ids would change with it).
+ALERT_NAMESPACE: Final = uuid.UUID("6f1d3a52-6c55-5b0e-9a57-3c8f1c2b7a10")
+OCSF_VERSION: Final = "1.1.0"
+CLASS_UID: Final = 2004  # Detection Finding
+CATEGORY_UID: Final = 2  # Findings
+SEVERITY_ID: Final = {"low": 2, "medium": 3, "high": 4, "critical": 5}
+ACTIVITY_ID: Final = {"create": 1, "update": 2}
+#: Alerts remembered per subject for dedup; the least recently seen is forgotten first.
+MAX_ALERTS_PER_SUBJECT: Final = 256
+MAX_FACT_TEXT: Final = 256
+MAX_FACT_ITEMS: Final = 50
+MAX_EVIDENCE_EVENTS: Final = 50
+
+Activity = Literal["create", "update"]
+SUBJECT_FIELDS: Final = (
+    "identity_id",
+    "on_behalf_of",
+    "credential_id",
+    "approval_id",
+    "approver",
+    "task_id",
+    "platform",
+    "environment",
+)
+
+
+def alert_id(finding: Finding) -> str:
+    """Deterministic: one id per detector, subject and window."""
+    key = f"{finding.detector}|{finding.subject}"
+    if finding.window_start is not None:
+        key += f"|{finding.window_start}"
+    return str(uuid.uuid5(ALERT_NAMESPACE, key))
+
+
+def record_alert(state: State, alert_id: str, time: int) -> tuple[Activity, int]:
+    """Remember an alert id for this subject: ("create", 1) first, then ("update", n).
+
+    ``state["_alerts"]`` maps id -> [count, first_time, last_time], bounded to
+    ``MAX_ALERTS_PER_SUBJECT`` (an id forgotten that long ago is created afresh).
+    """
+    seen: dict[str, list[int]] = state.setdefault("_alerts", {})
+    entry = seen.pop(alert_id, None)
+    if entry is None:
+        entry = [0, time, time]
+    entry = [entry[0] + 1, min(entry[1], time), max(entry[2], time)]
+    seen[alert_id] = entry  # re-inserted: dict order is least- to most-recently seen
+    while len(seen) > MAX_ALERTS_PER_SUBJECT:
+        del seen[next(iter(seen))]
+    return ("create" if entry[0] == 1 else "update"), entry[0]
+
+
+def first_seen(state: State, alert_id: str) -> int | None:
+    entry = state.get("_alerts", {}).get(alert_id)
+    return int(entry[1]) if entry else None
+
+
+def _fact(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value[:MAX_FACT_TEXT]
+    if isinstance(value, list | tuple):
+        return [_fact(v) for v in value[:MAX_FACT_ITEMS] if not isinstance(v, dict | list)]
+    return str(value)[:MAX_FACT_TEXT]
+
+
+def to_alert(
+    finding: Finding,
+    spec: DetectorSpec,
+    *,
+    activity: Activity,
+    count: int,
+    product_version: str,
+    first_seen_time: int | None = None,
+) -> dict[str, Any]:
+    """The alert record (DESIGN §4). ``spec`` is the policy-effective spec."""
+    uid = alert_id(finding)
+    severity = finding.severity or spec.severity
+    activity_id = ACTIVITY_ID[activity]
+    start = finding.window_start
+    first = min(x for x in (first_seen_time, start, finding.time) if x is not None)
+    last = max(finding.time, finding.window_end or finding.time)
+    alert: dict[str, Any] = {
+        # OCSF 1.1 Detection Finding
+        "class_uid": CLASS_UID,
+        "class_name": "Detection Finding",
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "activity_id": activity_id,
+        "activity_name": activity.capitalize(),
+        "type_uid": CLASS_UID * 100 + activity_id,
+        "severity_id": SEVERITY_ID[severity],
+        "time": finding.time,
+        "count": count,
+        "message": spec.title,
+        "status_id": 1,
+        "status": "New",
+        "finding_info": {
+            "uid": uid,
+            "title": spec.title,
+            "desc": spec.description,
+            "types": [spec.id],
+            "first_seen_time": first,
+            "last_seen_time": last,
+            "analytic": {"uid": spec.id, "name": spec.title, "type_id": 1, "type": "Rule"},
+        },
+        "metadata": {
+            "product": {"name": "govpipe", "vendor_name": "govpipe", "version": product_version},
+            "version": OCSF_VERSION,
+        },
+        # govpipe fields (DESIGN §4): downstream rules depend on these
+        "alert_id": uid,
+        "detector": spec.id,
+        "severity": severity,
+        **{name: finding.context.get(name) for name in SUBJECT_FIELDS},
+        "window_start": finding.window_start,
+        "window_end": finding.window_end,
+        "evidence": {
+            "event_ids": [str(e) for e in finding.event_ids[:MAX_EVIDENCE_EVENTS]],
+            "facts": {str(k): _fact(v) for k, v in finding.facts.items()},
+        },
+        "frameworks": [{"framework": f.framework, "control": f.control} for f in spec.frameworks],
+        "remediation": spec.remediation,
+    }
+    return alert

@@ -1,0 +1,114 @@
+"""What a detector is: a declarative spec plus pure functions over enriched events.
+
+Detectors never read clocks or do I/O. They see the events of ONE subject (the
+spec's ``subject`` kind, e.g. one credential) in event-time order, a JSON-able
+``state`` dict that the engine persists for that (detector, subject), and the
+partition's watermark. Adding a detector = one module in this package exporting
+``DETECTOR`` + its tests.
+
+Window kinds available to detectors (helpers in ``windows.py``): per-event checks,
+counts/ratios in a sliding window, distinct counts, and sequences/absence ("A
+not followed by B within T", evaluated when the watermark passes the deadline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Event = dict[str, Any]
+State = dict[str, Any]
+Severity = Literal["low", "medium", "high", "critical"]
+SubjectKind = Literal["identity", "credential", "task", "approval", "approver", "requester"]
+
+#: Where each subject kind's value comes from on an event (first non-empty wins).
+SUBJECT_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "identity": ("identity_id",),
+    "credential": ("credential_id",),
+    "task": ("task_id",),
+    "approval": ("approval_id",),
+    "approver": ("approver",),
+    "requester": ("on_behalf_of", "identity_id"),
+}
+
+SECOND = 1000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class Framework:
+    framework: str  # OWASP-NHI, NIST-CSF-2.0, NIST-AI-RMF, CSA-MAESTRO
+    control: str
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    id: str
+    title: str
+    description: str
+    severity: Severity
+    subject: SubjectKind
+    event_types: frozenset[str]
+    window_ms: int | None
+    thresholds: Mapping[str, Any]
+    frameworks: tuple[Framework, ...]
+    remediation: str
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class Finding:
+    """One detection result; the engine turns it into an OCSF alert with a stable id."""
+
+    detector: str
+    subject: str
+    event_ids: list[str]
+    facts: dict[str, Any]
+    window_start: int | None = None
+    window_end: int | None = None
+    time: int = 0  # event time the finding is about (ms)
+    #: subject fields for the alert (identity_id, credential_id, approver, task_id, ...)
+    context: dict[str, Any] = field(default_factory=dict)
+    #: None = severity of the spec
+    severity: Severity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a detector may know besides its events: thresholds (policy-merged) and time."""
+
+    spec: DetectorSpec
+    thresholds: Mapping[str, Any]
+    subject: str
+    watermark: int  # event-time watermark of the partition (ms); never the wall clock
+    policy: Any = None  # the parsed policy (privileged scopes, sensitive actions, exceptions)
+
+
+OnEvents = Callable[[Context, State, list[Event]], list[Finding]]
+OnWatermark = Callable[[Context, State], list[Finding]]
+
+
+def _no_timers(ctx: Context, state: State) -> list[Finding]:
+    return []
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A spec with its logic. ``on_events`` gets one subject's new events in time order;
+    ``on_watermark`` runs when the watermark passes ``state['_deadline']`` (set it
+    to ask for a timer; the engine clears it before calling)."""
+
+    spec: DetectorSpec
+    on_events: OnEvents
+    on_watermark: OnWatermark = _no_timers
+
+
+def subject_of(kind: str, event: Event) -> str | None:
+    for name in SUBJECT_FIELDS[kind]:
+        value = event.get(name)
+        if value:
+            return str(value)
+    return None

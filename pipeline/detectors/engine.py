@@ -1,0 +1,132 @@
+"""Runs the detectors of one subject over a batch of its events, then its due timers.
+
+Stage 2 calls ``process`` once per (subject kind, subject) per batch with that
+subject's persisted state, and again with no events when the subject's earliest
+timer (``next_deadline``) is passed by the watermark. Pure and deterministic: the
+same events in the same order from the same state give the same findings, so a
+replay or a crash-restart reproduces alerts (and their ids) exactly.
+
+State layout for one subject: ``state[detector_id]`` is that detector's own state
+(``_deadline`` inside asks for a timer); ``state["_alerts"]`` is the alert dedup
+bookkeeping of ``alerts.record_alert``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.detectors.alerts import alert_id, first_seen, record_alert, to_alert
+from pipeline.detectors.base import Context, Detector, DetectorSpec, Event, Finding, State
+from pipeline.detectors.policy import DEFAULT_POLICY, Policy
+from pipeline.detectors.registry import all_detectors, subject_kinds_for
+
+
+class DetectionEngine:
+    """Detectors with the policy applied: switches, thresholds, severities, exceptions."""
+
+    def __init__(self, policy: Policy | None = None, detectors: Sequence[Detector] | None = None):
+        self.policy = policy or DEFAULT_POLICY
+        chosen = all_detectors() if detectors is None else tuple(detectors)
+        #: effective spec per detector id (policy thresholds/severity merged in)
+        self.specs: dict[str, DetectorSpec] = {}
+        self._by_kind: dict[str, list[Detector]] = {}
+        for det in sorted(chosen, key=lambda d: d.spec.id):
+            spec = dataclasses.replace(
+                det.spec,
+                severity=self.policy.severity(det.spec) or det.spec.severity,
+                thresholds=self.policy.thresholds(det.spec),
+                enabled=self.policy.enabled(det.spec),
+            )
+            self.specs[spec.id] = spec
+            if spec.enabled:
+                self._by_kind.setdefault(spec.subject, []).append(
+                    dataclasses.replace(det, spec=spec)
+                )
+        self.enabled_ids = frozenset(i for i, s in self.specs.items() if s.enabled)
+
+    def subject_kinds_for(self, event: Event) -> list[tuple[str, str]]:
+        """Where stage 1 must route ``event``: one (kind, value) per subject it feeds."""
+        return subject_kinds_for(event, self.enabled_ids)
+
+    def process(
+        self, kind: str, subject: str, state: State, events: list[Event], watermark: int
+    ) -> list[Finding]:
+        """Feed ``events`` (any order; sorted by event time here) then fire due timers."""
+        detectors = self._by_kind.get(kind, [])
+        live = {d.spec.id for d in detectors}
+        for stale in [k for k in state if not k.startswith("_") and k not in live]:
+            del state[stale]  # a detector disabled or removed since: its state is moot
+        ordered = sorted(events, key=lambda e: e["event_time"])  # stable: ties keep order
+        findings: list[Finding] = []
+        for det in detectors:
+            batch = [e for e in ordered if e.get("event_type") in det.spec.event_types]
+            if not batch:
+                continue
+            own = state.setdefault(det.spec.id, {})
+            found = det.on_events(self._context(det, subject, watermark), own, batch)
+            findings += self._apply_policy(det.spec, found)
+            if not own:
+                del state[det.spec.id]
+        for det in detectors:
+            own = state.get(det.spec.id)
+            deadline = own.get("_deadline") if own else None
+            if own is None or deadline is None or deadline > watermark:
+                continue
+            del own["_deadline"]
+            found = det.on_watermark(self._context(det, subject, watermark), own)
+            findings += self._apply_policy(det.spec, found)
+            if not own:
+                del state[det.spec.id]
+        return findings
+
+    @staticmethod
+    def next_deadline(state: State) -> int | None:
+        """The earliest timer any detector of this subject asked for (None = none)."""
+        deadlines = [
+            int(v["_deadline"])
+            for k, v in state.items()
+            if not k.startswith("_") and isinstance(v, dict) and v.get("_deadline") is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def due(self, state: State, watermark: int) -> bool:
+        """Must ``process`` run for this subject (with no events) at this watermark?"""
+        deadline = self.next_deadline(state)
+        return deadline is not None and deadline <= watermark
+
+    def alerts(
+        self, state: State, findings: list[Finding], *, product_version: str
+    ) -> list[dict[str, Any]]:
+        """Alerts for ``findings`` of this subject: Create the first time, Update after."""
+        out = []
+        for finding in findings:
+            spec = self.specs[finding.detector]
+            aid = alert_id(finding)
+            activity, count = record_alert(state, aid, finding.time)
+            out.append(
+                to_alert(
+                    finding,
+                    spec,
+                    activity=activity,
+                    count=count,
+                    product_version=product_version,
+                    first_seen_time=first_seen(state, aid),
+                )
+            )
+        return out
+
+    def _context(self, det: Detector, subject: str, watermark: int) -> Context:
+        return Context(det.spec, det.spec.thresholds, subject, watermark, self.policy)
+
+    def _apply_policy(self, spec: DetectorSpec, findings: list[Finding]) -> list[Finding]:
+        kept = []
+        override = self.policy.severity(spec)
+        for finding in findings:
+            if self.policy.excepted(spec.id, finding.context):
+                continue
+            finding.detector = spec.id
+            finding.severity = override or finding.severity or spec.severity
+            kept.append(finding)
+        return kept

@@ -1,0 +1,271 @@
+"""The policy file (``GOVPIPE_POLICY``): thresholds, switches and lists for the detectors.
+
+```yaml
+version: 1
+allowed_lateness_ms: 300000
+privileged_scopes: ["*admin*", "iam.*"]        # globs; replaces the default list
+sensitive_actions: ["*.export", "payments.*"]  # globs; replaces the default list
+detectors:
+  SP-01: {enabled: true, severity: high, thresholds: {max_lifetime_ai_agent_s: 3600}}
+exceptions:
+  identities: {SP-01: [agent-x], "*": [agent-test]}   # "*" = every detector
+  approvers:  {RS-03: [bob@example.com]}
+```
+
+Errors name the file line (``policy.yaml:12: detectors.SP-01.thresholds.x: unknown
+threshold``): YAML nodes keep their marks, and each error's path is mapped back to
+the closest key that exists. Unknown detector ids, unknown threshold names and
+thresholds of the wrong type are errors, because a typo there silently keeps the
+default and looks like it worked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from pipeline.detectors.base import DAY, MINUTE, Context, DetectorSpec, Severity
+from pipeline.detectors.common import glob_match
+from pipeline.errors import ConfigError
+
+DEFAULT_PRIVILEGED_SCOPES: tuple[str, ...] = (
+    "*admin*",
+    "iam.*",
+    "secrets.*",
+    "kms.*",
+    "*:write-all",
+    "*.write-all",
+)
+DEFAULT_SENSITIVE_ACTIONS: tuple[str, ...] = (
+    "*.delete",
+    "*.bulk_delete",
+    "*.export",
+    "*.transfer",
+    "iam.*",
+    "secrets.*",
+    "payments.*",
+)
+ALL = "*"  # exceptions key meaning "every detector"
+
+Pattern = StrictStr
+Name = StrictStr
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors (a typo must not silently keep a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorSettings(_Strict):
+    enabled: StrictBool | None = None
+    severity: Severity | None = None
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
+class Exceptions(_Strict):
+    #: detector id (or "*") -> identity ids whose findings are suppressed
+    identities: dict[str, list[Name]] = Field(default_factory=dict)
+    #: detector id (or "*") -> approvers whose findings are suppressed
+    approvers: dict[str, list[Name]] = Field(default_factory=dict)
+
+
+class Policy(_Strict):
+    """The parsed policy; ``DEFAULT_POLICY`` when no file is configured."""
+
+    version: Literal[1]
+    allowed_lateness_ms: StrictInt = Field(default=5 * MINUTE, ge=0, le=DAY)
+    privileged_scopes: tuple[Pattern, ...] = DEFAULT_PRIVILEGED_SCOPES
+    sensitive_actions: tuple[Pattern, ...] = DEFAULT_SENSITIVE_ACTIONS
+    detectors: dict[str, DetectorSettings] = Field(default_factory=dict)
+    exceptions: Exceptions = Field(default_factory=Exceptions)
+
+    def is_privileged(self, scope: str | None) -> bool:
+        return glob_match(scope, self.privileged_scopes) is not None
+
+    def is_sensitive_action(self, action: str | None) -> bool:
+        return glob_match(action, self.sensitive_actions) is not None
+
+    def _settings(self, detector_id: str) -> DetectorSettings:
+        return self.detectors.get(detector_id) or DetectorSettings()
+
+    def enabled(self, spec: DetectorSpec) -> bool:
+        flag = self._settings(spec.id).enabled
+        return spec.enabled if flag is None else flag
+
+    def severity(self, spec: DetectorSpec) -> Severity | None:
+        """The override, or None to keep the detector's own severity."""
+        return self._settings(spec.id).severity
+
+    def thresholds(self, spec: DetectorSpec) -> dict[str, Any]:
+        return {**spec.thresholds, **self._settings(spec.id).thresholds}
+
+    def excepted(self, detector_id: str, context: Mapping[str, Any]) -> bool:
+        """Is this finding's identity or approver on the detector's exception list?"""
+        for field, table in (
+            ("identity_id", self.exceptions.identities),
+            ("approver", self.exceptions.approvers),
+        ):
+            value = context.get(field)
+            if value and (value in table.get(detector_id, ()) or value in table.get(ALL, ())):
+                return True
+        return False
+
+
+DEFAULT_POLICY = Policy(version=1)
+
+
+def policy_of(ctx: Context) -> Policy:
+    """The policy a detector runs under (the default one when the engine passed none)."""
+    return ctx.policy if isinstance(ctx.policy, Policy) else DEFAULT_POLICY
+
+
+class PolicyError(ConfigError):
+    """An invalid policy file; ``errors`` holds one ``file:line: path: message`` each."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+Loc = tuple[str | int, ...]
+
+
+def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int], dupes: list[tuple[Loc, int]]) -> None:
+    """Record the 1-based line of every key / item under ``node``; note duplicate keys."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*loc, str(key.value))
+            if child in out:
+                dupes.append((child, key.start_mark.line + 1))
+            out[child] = key.start_mark.line + 1
+            _lines(value, child, out, dupes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*loc, i)] = item.start_mark.line + 1
+            _lines(item, (*loc, i), out, dupes)
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+_MESSAGES = {"extra_forbidden": "unknown key", "missing": "required"}
+
+
+def _threshold_problem(default: Any, value: Any) -> str | None:
+    """Overrides must keep the default's type (and numbers are never negative)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "expected a number"
+        if isinstance(default, int) and not isinstance(value, int):
+            return "expected a whole number"
+        return "must not be negative" if value < 0 else None
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "expected a string"
+    if isinstance(default, list | tuple):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "expected a list of strings"
+    return None
+
+
+def _cross_check(policy: Policy, specs: Mapping[str, DetectorSpec]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    for det_id, settings in policy.detectors.items():
+        spec = specs.get(det_id)
+        if spec is None:
+            problems.append((("detectors", det_id), "unknown detector"))
+            continue
+        for name, value in settings.thresholds.items():
+            loc: Loc = ("detectors", det_id, "thresholds", name)
+            if name not in spec.thresholds:
+                problems.append((loc, "unknown threshold"))
+            elif (problem := _threshold_problem(spec.thresholds[name], value)) is not None:
+                problems.append((loc, problem))
+    for table in ("identities", "approvers"):
+        for det_id in getattr(policy.exceptions, table):
+            if det_id != ALL and det_id not in specs:
+                problems.append((("exceptions", table, det_id), "unknown detector"))
+    for field in ("privileged_scopes", "sensitive_actions"):
+        for i, pattern in enumerate(getattr(policy, field)):
+            if not pattern.strip():
+                problems.append(((field, i), "empty pattern"))
+    return problems
+
+
+def _render(name: str, errors: list[tuple[int, str]]) -> list[str]:
+    """``file:line: message``, in file order."""
+    return [f"{name}:{line}: {msg}" for line, msg in sorted(errors, key=lambda e: e[0])]
+
+
+def parse_policy(
+    text: str, name: str = "policy.yaml", specs: Iterable[DetectorSpec] | None = None
+) -> Policy:
+    """Parse and validate policy YAML; ``specs`` defaults to every registered detector."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise PolicyError([f"{name}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([f"{name}:1: invalid YAML: {exc}"]) from None
+
+    lines: dict[Loc, int] = {}
+    dupes: list[tuple[Loc, int]] = []
+    if node is not None:
+        _lines(node, (), lines, dupes)
+    errors = [(line, f"{_dotted(loc)}: duplicate key") for loc, line in dupes]
+    if not isinstance(data, dict):
+        errors.append((1, "the policy must be a mapping with 'version: 1'"))
+        raise PolicyError(_render(name, errors))
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            msg = _MESSAGES.get(err["type"], err["msg"])
+            errors.append((_line_of(loc, lines), f"{_dotted(loc)}: {msg}"))
+        raise PolicyError(_render(name, errors)) from None
+    if specs is None:
+        from pipeline.detectors.registry import all_detectors
+
+        specs = [d.spec for d in all_detectors()]
+    for loc, msg in _cross_check(policy, {s.id: s for s in specs}):
+        errors.append((_line_of(loc, lines), f"{_dotted(loc)}: {msg}"))
+    if errors:
+        raise PolicyError(_render(name, errors))
+    return policy
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """The policy at ``path``, or the defaults when no file is configured."""
+    if path is None:
+        return DEFAULT_POLICY
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {file}: {exc.strerror or exc}") from None
+    return parse_policy(text, str(file))

@@ -1,0 +1,90 @@
+"""SP-06: activity by an identity the registry marks offboarded or disabled.
+
+Offboarding that leaves an agent working is the classic NHI failure. Any event the
+identity itself performs counts (actions, credential issuance/rotation, delegation,
+task start/finish, approval requests); revocations do not: revoking a dead
+identity's credentials is the cleanup this detector asks for. The registry status
+is its state at processing time (see the open point on status timestamps).
+"""
+
+from __future__ import annotations
+
+from pipeline.detectors.base import (
+    HOUR,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
+from pipeline.detectors.common import event_context, identity_of
+from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.windows import renotify
+
+ID = "SP-06"
+
+SPEC = DetectorSpec(
+    id=ID,
+    title="Activity by an offboarded or disabled identity",
+    description="An identity marked offboarded or disabled in the registry was active.",
+    severity="high",
+    subject="identity",
+    event_types=frozenset(
+        {
+            "action",
+            "credential.issued",
+            "credential.rotated",
+            "delegation",
+            "task.started",
+            "task.completed",
+            "approval.requested",
+        }
+    ),
+    window_ms=None,
+    thresholds={
+        "statuses": ["offboarded", "disabled"],
+        "renotify_s": HOUR // 1000,  # per identity and event type
+    },
+    frameworks=(
+        owasp_nhi(1),
+        nist_csf("PR.AA-01"),
+        nist_csf("DE.CM-03"),
+        ai_rmf("GOVERN 1.7"),
+        maestro(6),
+    ),
+    remediation=("Revoke every credential of the identity and stop the workload running as it."),
+)
+
+
+def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+    findings = []
+    statuses = {str(s).lower() for s in ctx.thresholds["statuses"]}
+    for event in events:
+        identity = identity_of(event)
+        status = str(identity.get("status") or "").lower()
+        if not identity.get("known") or status not in statuses:
+            continue
+        t = int(event["event_time"])
+        tag = str(event["event_type"])
+        if not renotify(state, tag, t, int(ctx.thresholds["renotify_s"] * 1000)):
+            continue
+        findings.append(
+            Finding(
+                detector=ID,
+                subject=ctx.subject,
+                event_ids=[str(event["event_id"])],
+                facts={
+                    "status": status,
+                    "event_type": event["event_type"],
+                    "action": event.get("action"),
+                    "outcome": event.get("outcome"),
+                },
+                time=t,
+                context=event_context(event),
+            )
+        )
+    return findings
+
+
+DETECTOR = Detector(spec=SPEC, on_events=on_events)

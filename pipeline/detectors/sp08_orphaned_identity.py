@@ -1,0 +1,95 @@
+"""SP-08: an active non-human identity with no owner, or whose owner is offboarded or disabled.
+
+Nobody answers for an orphaned NHI: it is not reviewed, rotated or retired. Judged
+when the identity acts (registry ``owner`` and the owner's own ``owner_status``);
+humans are out of scope (they are their own owners).
+"""
+
+from __future__ import annotations
+
+from pipeline.detectors.base import (
+    DAY,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
+from pipeline.detectors.common import event_context, identity_of
+from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.windows import renotify
+
+ID = "SP-08"
+
+SPEC = DetectorSpec(
+    id=ID,
+    title="Orphaned identity",
+    description=(
+        "A non-human identity acted while it has no owner, or its owner is offboarded or disabled."
+    ),
+    severity="medium",
+    subject="identity",
+    event_types=frozenset(
+        {
+            "action",
+            "credential.issued",
+            "credential.rotated",
+            "delegation",
+            "task.started",
+            "approval.requested",
+        }
+    ),
+    window_ms=None,
+    thresholds={
+        "owner_statuses": ["offboarded", "disabled"],
+        "renotify_s": DAY // 1000,  # one finding per identity per day while it acts
+    },
+    frameworks=(
+        owasp_nhi(1),
+        nist_csf("GV.RR-02"),
+        nist_csf("PR.AA-01"),
+        ai_rmf("GOVERN 2.1"),
+        maestro(6),
+    ),
+    remediation="Assign an active owner to the identity or retire it.",
+)
+
+
+def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+    findings = []
+    bad = {str(s).lower() for s in ctx.thresholds["owner_statuses"]}
+    for event in events:
+        identity = identity_of(event)
+        if not identity.get("known") or identity.get("kind") == "human":
+            continue
+        owner = identity.get("owner")
+        owner_status = str(identity.get("owner_status") or "").lower() or None
+        if not owner:
+            reason = "no_owner"
+        elif owner_status in bad:
+            reason = f"owner_{owner_status}"
+        else:
+            continue
+        t = int(event["event_time"])
+        if not renotify(state, "orphaned", t, int(ctx.thresholds["renotify_s"] * 1000)):
+            continue
+        findings.append(
+            Finding(
+                detector=ID,
+                subject=ctx.subject,
+                event_ids=[str(event["event_id"])],
+                facts={
+                    "reason": reason,
+                    "owner": owner or None,
+                    "owner_status": owner_status,
+                    "identity_kind": identity.get("kind"),
+                },
+                time=t,
+                context=event_context(event),
+            )
+        )
+    return findings
+
+
+DETECTOR = Detector(spec=SPEC, on_events=on_events)

@@ -1,0 +1,54 @@
+"""SP-05 static credential for a sensitive action."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.detectors.base import HOUR
+from pipeline.detectors.sp05_static_credential_sensitive_action import DETECTOR
+
+from .factory import T0, enriched, run
+
+STATIC = {"issued_via": "static", "kind": "api_key"}
+
+
+def act(
+    t: int = T0, sensitivity: str = "high", credential: Mapping[str, Any] = STATIC, **kw: Any
+) -> dict[str, object]:
+    kw.setdefault("action", "crm.records.update")
+    return enriched("action", t, sensitivity=sensitivity, credential=credential, **kw)
+
+
+def test_high_sensitivity_under_static_key_fires() -> None:
+    [f] = run(DETECTOR, [act()])
+    assert f.facts["issued_via"] == "static" and f.facts["sensitive_by"] == "sensitivity"
+    assert f.context["credential_id"] == "cred-1"
+
+
+def test_under_jit_credential_is_clean() -> None:
+    assert run(DETECTOR, [act(credential={})]) == []
+
+
+def test_edge_medium_is_below_high_and_override_lowers_the_floor() -> None:
+    assert run(DETECTOR, [act(sensitivity="medium")]) == []
+    assert len(run(DETECTOR, [act(sensitivity="high")])) == 1
+    assert (
+        len(run(DETECTOR, [act(sensitivity="medium")], thresholds={"min_sensitivity": "medium"}))
+        == 1
+    )
+
+
+def test_sensitive_action_pattern_fires_at_low_sensitivity() -> None:
+    [f] = run(DETECTOR, [act(sensitivity="low", action="crm.records.export")])
+    assert f.facts["sensitive_by"] == "action_pattern"
+
+
+def test_jit_is_judged_from_kind_when_issued_via_unknown() -> None:
+    assert run(DETECTOR, [act(credential={"issued_via": None, "kind": "jit_token"})]) == []
+    assert len(run(DETECTOR, [act(credential={"issued_via": None, "kind": "api_key"})])) == 1
+
+
+def test_renotify_edge_one_hour() -> None:
+    assert len(run(DETECTOR, [act(T0), act(T0 + HOUR - 1)])) == 1
+    assert len(run(DETECTOR, [act(T0), act(T0 + HOUR)])) == 2

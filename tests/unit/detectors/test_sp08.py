@@ -1,0 +1,41 @@
+"""SP-08 orphaned identity."""
+
+from __future__ import annotations
+
+from pipeline.detectors.base import DAY
+from pipeline.detectors.sp08_orphaned_identity import DETECTOR
+
+from .factory import T0, enriched, run
+
+
+def test_no_owner_fires() -> None:
+    [f] = run(DETECTOR, [enriched("action", T0, identity={"owner": None, "owner_status": None})])
+    assert f.facts["reason"] == "no_owner" and f.subject == "agent-1"
+
+
+def test_offboarded_owner_fires() -> None:
+    [f] = run(DETECTOR, [enriched("action", T0, identity={"owner_status": "offboarded"})])
+    assert f.facts == {
+        "reason": "owner_offboarded",
+        "owner": "alice@example.com",
+        "owner_status": "offboarded",
+        "identity_kind": "ai_agent",
+    }
+
+
+def test_active_owner_and_humans_are_clean() -> None:
+    assert run(DETECTOR, [enriched("action", T0)]) == []
+    human = {"kind": "human", "owner": None}
+    assert run(DETECTOR, [enriched("action", T0, identity=human)]) == []
+
+
+def test_edge_owner_status_and_renotify() -> None:
+    assert run(DETECTOR, [enriched("action", T0, identity={"owner_status": "active"})]) == []
+    orphan = {"owner_status": "disabled"}
+    once = [
+        enriched("action", T0, identity=orphan),
+        enriched("action", T0 + DAY - 1, identity=orphan),
+    ]
+    assert len(run(DETECTOR, once)) == 1
+    twice = [enriched("action", T0, identity=orphan), enriched("action", T0 + DAY, identity=orphan)]
+    assert len(run(DETECTOR, twice)) == 2

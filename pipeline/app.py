@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import orjson
 
-from pipeline import faust_fixes
+from pipeline import __version__, faust_codecs, faust_fixes
+from pipeline.detectors.engine import DetectionEngine
+from pipeline.detectors.policy import load_policy
+from pipeline.flow.route import decode_subject_batch
 from pipeline.flow.schemas import SchemaResolver
-from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1, Stage1Output
+from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1
+from pipeline.flow.stage2 import Stage2
 from pipeline.flow.validate import Validator
 from pipeline.settings import Settings
 from pipeline.topics import MAX_MESSAGE_BYTES
@@ -62,6 +67,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def create_faust_app(settings: Settings) -> faust.App:
     faust_fixes.apply()
+    faust_codecs.register()
     return faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -96,22 +102,16 @@ class Pipeline:
     app: faust.App
     settings: Settings
     stage1: Stage1
+    stage2: Stage2
 
 
-async def send_all(
-    app: faust.App, out: Stage1Output, subjects: Any, dlq: Any, retry_delay: float = 0.2
-) -> None:
+Outgoing = tuple[Any, dict[str, Any]]  # (faust topic, send kwargs)
+
+
+async def deliver(messages: list[Outgoing], retry_delay: float = 0.2) -> None:
     """Send and wait for delivery: the input offsets may be committed only after this."""
     while True:
-        futures = []
-        for partition, value in out.subject_records:
-            futures.append(await subjects.send(value=value, partition=partition, force=True))
-        for letter in out.dead_letters:
-            futures.append(
-                await dlq.send(
-                    key=letter.key, value=letter.value, headers=letter.headers, force=True
-                )
-            )
+        futures = [await topic.send(force=True, **kwargs) for topic, kwargs in messages]
         try:
             await asyncio.gather(*futures)
             return
@@ -133,7 +133,10 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         settings.max_record_bytes,
         settings.max_events_per_record,
     )
-    stage1 = Stage1(validator, settings.subjects_partitions, enricher)
+    policy = load_policy(settings.policy_file)
+    engine = DetectionEngine(policy)
+    stage1 = Stage1(validator, settings.subjects_partitions, enricher, engine.subject_kinds_for)
+    stage2 = Stage2(engine, settings.subjects_partitions, policy.allowed_lateness_ms, __version__)
     events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
     subjects_topic = app.topic(
         settings.topic_subjects,
@@ -142,6 +145,14 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         partitions=settings.subjects_partitions,
     )
     dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+    state = app.Table(
+        "subject-state",
+        default=None,
+        partitions=settings.subjects_partitions,
+        schema=faust.Schema(key_serializer="govpipe-utf8", value_serializer="govpipe-orjson"),
+        extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+    )
     max_records, within = settings.batch_max_records, settings.batch_max_wait_s
 
     @app.agent(events_topic, name="govpipe.stage1")  # type: ignore[misc]
@@ -152,6 +163,36 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                 for e in batch
             ]
             out = await stage1.process(records)
-            await send_all(app, out, subjects_topic, dlq_topic)
+            messages: list[Outgoing] = [
+                (subjects_topic, {"value": value, "partition": partition})
+                for partition, value in out.subject_records
+            ]
+            messages += [
+                (dlq_topic, {"key": dl.key, "value": dl.value, "headers": dl.headers})
+                for dl in out.dead_letters
+            ]
+            await deliver(messages)
 
-    return Pipeline(app, settings, stage1)
+    @app.agent(subjects_topic, name="govpipe.stage2")  # type: ignore[misc]
+    async def stage2_agent(stream: Any) -> None:
+        # One record at a time: Table writes go to the changelog partition of the
+        # current record, and every item of a record belongs to its partition.
+        async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            upstream_wm, items = decode_subject_batch(event.value)
+            out = stage2.process(state, partition, offset, upstream_wm, items)
+            if out.alerts:
+                await app.producer.flush()  # state before alerts (see flow/stage2.py)
+                await deliver(
+                    [
+                        (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
+                        for a in out.alerts
+                    ]
+                )
+                stage2.mark_sent(state, partition, offset)
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc,arg-type]
+    async def _revoked(app: Any, revoked: Any, **_: Any) -> None:
+        stage2.forget({tp.partition for tp in revoked if tp.topic == settings.topic_subjects})
+
+    return Pipeline(app, settings, stage1, stage2)

@@ -51,17 +51,29 @@ class DetectionEngine:
         return subject_kinds_for(event, self.enabled_ids)
 
     def process(
-        self, kind: str, subject: str, state: State, events: list[Event], watermark: int
+        self,
+        kind: str,
+        subject: str,
+        state: State,
+        events: list[Event],
+        watermark: int,
+        late: list[Event] | None = None,
     ) -> list[Finding]:
-        """Feed ``events`` (any order; sorted by event time here) then fire due timers."""
+        """Feed ``events`` (any order; sorted by event time here) then fire due timers.
+
+        ``late`` events arrived after the watermark passed them (beyond the allowed
+        lateness): they feed only single-event detectors (DESIGN §3 "Event time").
+        """
         detectors = self._by_kind.get(kind, [])
         live = {d.spec.id for d in detectors}
         for stale in [k for k in state if not k.startswith("_") and k not in live]:
             del state[stale]  # a detector disabled or removed since: its state is moot
         ordered = sorted(events, key=lambda e: e["event_time"])  # stable: ties keep order
+        late_ordered = sorted(late, key=lambda e: e["event_time"]) if late else []
         findings: list[Finding] = []
         for det in detectors:
-            batch = [e for e in ordered if e.get("event_type") in det.spec.event_types]
+            source = ordered + late_ordered if det.spec.window_ms is None else ordered
+            batch = [e for e in source if e.get("event_type") in det.spec.event_types]
             if not batch:
                 continue
             own = state.setdefault(det.spec.id, {})

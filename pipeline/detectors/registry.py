@@ -61,13 +61,20 @@ def detectors_for(event_type: str) -> tuple[Detector, ...]:
     return tuple(d for d in all_detectors() if event_type in d.spec.event_types)
 
 
+UNATTRIBUTED = "<unattributed>"
+
+
 def subject_value(kind: str, event: Event) -> str | None:
     """The subject of ``kind`` an event belongs to (``base.subject_of``, plus one fallback).
 
     A ``credential.revoked`` without ``task_id`` still belongs to the task its
     credential was issued for (enrichment ``credential.task_id``): SP-02 needs it.
+    An event with no identity belongs to the ``<unattributed>`` identity subject,
+    so AT-01 and SL-01 see it.
     """
     value = subject_of(kind, event)
+    if value is None and kind == "identity":
+        return UNATTRIBUTED
     if value is None and kind == "task":
         credential = event.get("credential")
         if isinstance(credential, dict) and credential.get("task_id"):

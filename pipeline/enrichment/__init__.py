@@ -12,9 +12,9 @@ from typing import Any, Protocol
 from pipeline.enrichment.cache import CacheStats, TTLCache
 from pipeline.enrichment.keys import DEFAULT_PREFIX, KeySpace
 from pipeline.enrichment.redis_state import RedisEnricher
-from pipeline.retry import retry_forever
 from pipeline.enrichment.updates import CredentialOp, merge_credential, plan_credential_ops
 from pipeline.enrichment.views import UNKNOWN_CREDENTIAL, UNKNOWN_IDENTITY
+from pipeline.retry import retry_forever
 
 
 class Enricher(Protocol):

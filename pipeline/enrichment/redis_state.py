@@ -31,7 +31,6 @@ from redis.exceptions import RedisError, ResponseError
 
 from pipeline.enrichment.cache import CacheStats, TTLCache
 from pipeline.enrichment.keys import DEFAULT_PREFIX, KeySpace
-from pipeline.retry import retry_forever
 from pipeline.enrichment.scripts import APPLY_LUA, READ_LUA
 from pipeline.enrichment.updates import plan_credential_ops
 from pipeline.enrichment.views import (
@@ -42,6 +41,7 @@ from pipeline.enrichment.views import (
     identity_view,
 )
 from pipeline.errors import ConfigError, InfraError
+from pipeline.retry import retry_forever
 from pipeline.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)

@@ -1,50 +1,56 @@
 """Stage 1, last step: place events on stage-2 partitions by subject, many events a record.
 
-Each stage-2 partition owns the state of the subjects hashed to it (faust Tables
-are co-partitioned with the internal topic), so a subject's events must always
-land on the same partition: the hash is stable across processes and restarts.
+An event goes to every subject its detectors need (its identity, credential,
+task, approval, approver, requester: ``DetectionEngine.subject_kinds_for``). Each
+stage-2 partition owns the state of the subjects hashed to it (faust Tables are
+co-partitioned with the internal topic), so a subject's events must always land
+on the same partition: the hash is stable across processes and restarts.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 Event = dict[str, Any]
-#: A routed item: (subject kind, subject value, event).
-Item = tuple[str, str, Event]
+#: A routed item: (subject kind, subject value, event, primary). ``primary`` marks
+#: the one copy of an event that stage 2 counts for metrics.
+Item = tuple[str, str, Event, bool]
+SubjectsOf = Callable[[Event], list[tuple[str, str]]]
 
 
-def partition_for(subject_key: str, partitions: int) -> int:
+def subject_key(kind: str, subject: str) -> str:
+    return f"{kind}:{subject}"
+
+
+def partition_for(key: str, partitions: int) -> int:
     """Stable across processes (unlike ``hash()``, which is salted per process)."""
-    return zlib.crc32(subject_key.encode("utf-8")) % partitions
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
 
 
-def primary_subject(event: Event) -> tuple[str, str]:
-    """Where an event's per-identity state lives: its identity, else task, else itself."""
-    identity = event.get("identity_id")
-    if identity:
-        return "identity", identity
-    task = event.get("task_id")
-    if task:
-        return "task", task
-    return "event", event["event_id"]
+def route(events: list[Event], partitions: int, subjects_of: SubjectsOf) -> dict[int, list[Item]]:
+    """Group the event copies by the stage-2 partition of their subject.
 
-
-def route(events: list[Event], partitions: int) -> dict[int, list[Item]]:
-    """Group events by the stage-2 partition of their subject."""
+    Events that no enabled detector needs go nowhere (they were validated,
+    enriched and counted by stage 1).
+    """
     out: dict[int, list[Item]] = defaultdict(list)
     for event in events:
-        kind, subject = primary_subject(event)
-        out[partition_for(f"{kind}:{subject}", partitions)].append((kind, subject, event))
+        primary = True
+        for kind, subject in subjects_of(event):
+            out[partition_for(subject_key(kind, subject), partitions)].append(
+                (kind, subject, event, primary)
+            )
+            primary = False
     return out
 
 
 def encode_subject_batch(items: list[Item], watermark: int | None) -> bytes:
-    """The internal record: one per partition per stage-1 batch."""
+    """The internal record: one per partition per stage-1 batch (or a bare watermark)."""
     return orjson.dumps({"wm": watermark, "items": items})
 
 

@@ -8,12 +8,13 @@ awaited dependencies, so it is tested without Kafka.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.dlq import DeadLetter, dead_letter
-from pipeline.flow.route import encode_subject_batch, route
+from pipeline.flow.route import SubjectsOf, encode_subject_batch, route
 from pipeline.flow.validate import Rejection, Validator
 from pipeline.redact import redact_event
 from pipeline.retry import retry_forever
@@ -63,10 +64,15 @@ class Stage1:
         validator: Validator,
         partitions: int,
         enricher: Enricher,
+        subjects_of: SubjectsOf,
+        watermark_every_s: float = 1.0,
     ) -> None:
         self.validator = validator
         self.partitions = partitions
         self.enricher = enricher
+        self.subjects_of = subjects_of
+        self.watermark_every_s = watermark_every_s
+        self._last_broadcast = 0.0
         self.stats = Stage1Stats()
         self.watermark: int | None = None
 
@@ -98,8 +104,19 @@ class Stage1:
             newest = max(e["event_time"] for e in events)
             if self.watermark is None or newest > self.watermark:
                 self.watermark = newest
-        for partition, items in route(events, self.partitions).items():
+        routed = route(events, self.partitions, self.subjects_of)
+        for partition, items in routed.items():
             out.subject_records.append((partition, encode_subject_batch(items, self.watermark)))
+        now = time.monotonic()
+        if events and now - self._last_broadcast >= self.watermark_every_s:
+            # Partitions this batch did not reach still need the watermark to move
+            # (absence checks fire on event time, not on the wall clock).
+            self._last_broadcast = now
+            for partition in range(self.partitions):
+                if partition not in routed:
+                    out.subject_records.append(
+                        (partition, encode_subject_batch([], self.watermark))
+                    )
         out.events = len(events)
         self.stats.events_out += len(events)
         return out

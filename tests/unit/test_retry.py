@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from pipeline.retry import retry_forever
 from pipeline.errors import InfraError, RejectedInput
+from pipeline.retry import retry_forever
 
 MSG = "redis unavailable at redis://:***@127.0.0.1:1/0 (ConnectionError)"
 

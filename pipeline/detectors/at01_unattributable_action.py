@@ -1,0 +1,95 @@
+"""AT-01 unattributable action: an action nobody can be held to account for.
+
+Either the event names no identity at all, or it names one the registry does not
+know. An event whose identity was simply not enriched (no registry lookup ran)
+proves nothing and is skipped. Identity-less events have no identity subject of
+their own; they are reported under ``UNATTRIBUTED`` (the subject stage 1 should
+route them to), one finding per platform per renotify period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.detectors.base import (
+    HOUR,
+    SECOND,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
+from pipeline.detectors.common import event_context
+from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.windows import renotify
+
+#: Subject of events with no identity_id.
+UNATTRIBUTED = "<unattributed>"
+
+SPEC = DetectorSpec(
+    id="AT-01",
+    title="Unattributable action",
+    description=(
+        "An action ran with no identity, or under an identity unknown to the identity registry."
+    ),
+    severity="medium",
+    subject="identity",
+    event_types=frozenset({"action", "delegation"}),
+    window_ms=None,
+    thresholds={"renotify_s": HOUR // SECOND},  # per subject, reason and platform
+    frameworks=(
+        nist_csf("PR.AA-01"),
+        nist_csf("DE.CM-03"),
+        ai_rmf("GOVERN 1.6"),
+        ai_rmf("MEASURE 2.8"),
+        maestro(7),
+    ),
+    remediation=(
+        "Register the identity with an owner (or make the platform send identity_id), and "
+        "block unregistered identities at the gateway."
+    ),
+)
+
+
+def _reason(event: Event) -> str | None:
+    if not event.get("identity_id"):
+        return "no_identity"
+    identity = event.get("identity")
+    if isinstance(identity, Mapping) and identity.get("known") is False:
+        return "unknown_identity"
+    return None  # known, or not enriched (no evidence either way)
+
+
+def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+    findings = []
+    period = int(ctx.thresholds["renotify_s"]) * SECOND
+    for event in events:
+        reason = _reason(event)
+        if reason is None:
+            continue
+        t = int(event["event_time"])
+        if not renotify(state, f"{reason}|{event.get('platform')}", t, period):
+            continue
+        facts: dict[str, Any] = {
+            "reason": reason,
+            "event_type": event["event_type"],
+            "action": event.get("action"),
+            "platform": event.get("platform"),
+        }
+        findings.append(
+            Finding(
+                detector=ctx.spec.id,
+                subject=event.get("identity_id") or ctx.subject or UNATTRIBUTED,
+                event_ids=[str(event["event_id"])],
+                facts=facts,
+                time=t,
+                context=event_context(event),
+            )
+        )
+    return findings
+
+
+DETECTOR = Detector(spec=SPEC, on_events=on_events)

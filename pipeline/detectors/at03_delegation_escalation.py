@@ -1,0 +1,101 @@
+"""AT-03 delegation escalation: a delegate receives scopes its delegator does not hold.
+
+A delegation may only pass on what the delegator has: the scopes its identity is
+allowed (registry) or its credential grants (globs like ``crm.*`` cover). Holdings
+that are not configured (unknown identity, no allowed_scopes, no known credential)
+are not "nothing": with no configured source at all the delegation is not judged,
+as SP-04 does; AT-01 reports the unknown identity. Rate-limited per delegate and
+excess scopes, so each distinct escalation is reported once per period.
+"""
+
+from __future__ import annotations
+
+from pipeline.detectors.base import (
+    HOUR,
+    SECOND,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
+from pipeline.detectors.common import capped, covered, credential_of, event_context, identity_of
+from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.windows import renotify
+
+SPEC = DetectorSpec(
+    id="AT-03",
+    title="Delegation escalation",
+    description=(
+        "A delegation passed on scopes the delegating identity does not hold (neither allowed "
+        "in the registry nor granted by its credential)."
+    ),
+    severity="high",
+    subject="identity",
+    event_types=frozenset({"delegation"}),
+    window_ms=None,
+    thresholds={"renotify_s": HOUR // SECOND},  # per delegator, delegate and excess scopes
+    frameworks=(
+        owasp_nhi(5),
+        nist_csf("PR.AA-05"),
+        ai_rmf("MANAGE 2.4"),
+        ai_rmf("MEASURE 2.7"),
+        maestro(7),
+    ),
+    remediation=(
+        "Have the delegation service intersect delegated scopes with the delegator's own, and "
+        "revoke the delegate's excess grant."
+    ),
+)
+
+
+def held_scopes(event: Event) -> tuple[list[str], list[str]] | None:
+    """(scopes the delegator holds, their sources), or None when nothing is configured."""
+    held: list[str] = []
+    sources: list[str] = []
+    identity, credential = identity_of(event), credential_of(event)
+    if identity.get("known") and identity.get("allowed_scopes"):
+        held += list(identity["allowed_scopes"])
+        sources.append("identity.allowed_scopes")
+    if credential.get("known") and credential.get("scopes"):
+        held += list(credential["scopes"])
+        sources.append("credential.scopes")
+    return (held, sources) if sources else None
+
+
+def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+    findings = []
+    period = int(ctx.thresholds["renotify_s"]) * SECOND
+    for event in events:
+        delegated = [s for s in event.get("scopes") or [] if s]
+        holdings = held_scopes(event)
+        if not delegated or holdings is None:
+            continue
+        held, sources = holdings
+        excess = sorted({s for s in delegated if not covered(s, held)})
+        if not excess:
+            continue
+        t = int(event["event_time"])
+        delegate = event.get("delegate_identity_id")
+        if not renotify(state, f"{delegate}|{','.join(excess)}", t, period):
+            continue
+        findings.append(
+            Finding(
+                detector=ctx.spec.id,
+                subject=ctx.subject,
+                event_ids=[str(event["event_id"])],
+                facts={
+                    "delegate_identity_id": delegate,
+                    "excess_scopes": capped(excess),
+                    "delegated_scopes": capped(delegated),
+                    "held_from": sources,
+                },
+                time=t,
+                context=event_context(event),
+            )
+        )
+    return findings
+
+
+DETECTOR = Detector(spec=SPEC, on_events=on_events)

@@ -1,0 +1,76 @@
+"""AZ-01 no policy decision: an action with no allow/deny recorded at request time.
+
+Without a decision logged when the action was requested there is no evidence it
+was authorised at all (a decision reconstructed afterwards is not evidence). One
+finding per identity and action name per renotify period: a platform that never
+calls its policy engine is one finding kept up to date, not one per action.
+"""
+
+from __future__ import annotations
+
+from pipeline.detectors.base import (
+    HOUR,
+    SECOND,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
+from pipeline.detectors.common import event_context
+from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.windows import renotify
+
+SPEC = DetectorSpec(
+    id="AZ-01",
+    title="Action with no policy decision",
+    description="An action ran with no policy decision (allow or deny) recorded at request time.",
+    severity="medium",
+    subject="identity",
+    event_types=frozenset({"action"}),
+    window_ms=None,
+    thresholds={"renotify_s": HOUR // SECOND},  # per identity and action name
+    frameworks=(
+        nist_csf("PR.AA-05"),
+        nist_csf("PR.PS-04"),
+        ai_rmf("GOVERN 1.2"),
+        ai_rmf("MEASURE 2.8"),
+        maestro(6),
+    ),
+    remediation=(
+        "Put a policy decision point in front of this action and log its allow/deny with the "
+        "request, before the action runs."
+    ),
+)
+
+
+def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+    findings = []
+    period = int(ctx.thresholds["renotify_s"]) * SECOND
+    for event in events:
+        if event.get("policy_decision") is not None:
+            continue
+        t = int(event["event_time"])
+        if not renotify(state, str(event.get("action") or ""), t, period):
+            continue
+        findings.append(
+            Finding(
+                detector=ctx.spec.id,
+                subject=ctx.subject,
+                event_ids=[str(event["event_id"])],
+                facts={
+                    "action": event.get("action"),
+                    "scope": event.get("scope"),
+                    "sensitivity": event.get("sensitivity"),
+                    "outcome": event.get("outcome"),
+                    "policy_decision": None,
+                },
+                time=t,
+                context=event_context(event),
+            )
+        )
+    return findings
+
+
+DETECTOR = Detector(spec=SPEC, on_events=on_events)

@@ -1,0 +1,85 @@
+"""SL-01 secret in telemetry: a credential-like value was found inside an event.
+
+Stage 1 has already replaced the value with ``[REDACTED:kind]`` and listed where it
+was (``_secrets``); this finding says where and what kind, never the value. A leak
+means the secret is in every log and trace store the raw event reached, so it must
+be rotated, not just scrubbed. Rate-limited per subject and set of (path, kind): an
+agent that logs its key on every call yields one finding per period.
+"""
+
+from __future__ import annotations
+
+from pipeline.detectors.base import (
+    HOUR,
+    SECOND,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
+from pipeline.detectors.common import capped, event_context
+from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.windows import renotify
+from pipeline.records import EVENT_TYPES
+
+#: Subject of events with no identity_id (as AT-01).
+UNATTRIBUTED = "<unattributed>"
+
+SPEC = DetectorSpec(
+    id="SL-01",
+    title="Secret in telemetry",
+    description=(
+        "A credential-like value appeared inside an event (redacted before anything was published)."
+    ),
+    severity="high",
+    subject="identity",
+    event_types=EVENT_TYPES,
+    window_ms=None,
+    thresholds={"renotify_s": HOUR // SECOND},  # per subject and (paths, kinds)
+    frameworks=(
+        owasp_nhi(2),
+        nist_csf("PR.DS-01"),
+        nist_csf("PR.DS-02"),
+        ai_rmf("MEASURE 2.7"),
+        maestro(5),
+    ),
+    remediation=(
+        "Rotate the leaked secret now, then stop the emitting code from logging it (and purge "
+        "it from upstream log stores)."
+    ),
+)
+
+
+def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+    findings = []
+    period = int(ctx.thresholds["renotify_s"]) * SECOND
+    for event in events:
+        found = [s for s in event.get("_secrets") or [] if isinstance(s, dict)]
+        if not found:
+            continue
+        paths = capped({str(s.get("path")) for s in found})
+        kinds = capped({str(s.get("kind")) for s in found})
+        t = int(event["event_time"])
+        if not renotify(state, f"{','.join(paths)}|{','.join(kinds)}", t, period):
+            continue
+        findings.append(
+            Finding(
+                detector=ctx.spec.id,
+                subject=event.get("identity_id") or ctx.subject or UNATTRIBUTED,
+                event_ids=[str(event["event_id"])],
+                facts={
+                    "secret_paths": paths,
+                    "secret_kinds": kinds,
+                    "secrets_found": len(found),
+                    "event_type": event["event_type"],
+                },
+                time=t,
+                context=event_context(event),
+            )
+        )
+    return findings
+
+
+DETECTOR = Detector(spec=SPEC, on_events=on_events)

@@ -191,6 +191,14 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                 )
                 stage2.mark_sent(state, partition, offset)
 
+    @app.page("/metrics")  # type: ignore[misc]
+    async def metrics_page(web: Any, request: Any) -> Any:
+        from pipeline.observability import render
+
+        cache = enricher.cache_stats() if hasattr(enricher, "cache_stats") else None
+        body = render(stage1.stats, stage2.stats, cache)
+        return web.text(body, content_type="text/plain; version=0.0.4")
+
     @app.on_partitions_revoked.connect  # type: ignore[misc,arg-type]
     async def _revoked(app: Any, revoked: Any, **_: Any) -> None:
         stage2.forget({tp.partition for tp in revoked if tp.topic == settings.topic_subjects})

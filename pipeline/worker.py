@@ -7,6 +7,7 @@ import logging
 import faust
 
 from pipeline.app import create_pipeline
+from pipeline.observability import logging_config
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def run_worker(settings: Settings) -> int:
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,
+        logging_config=logging_config(settings.log_level, settings.log_format),
     )
     worker.execute_from_commandline()
     return 0

@@ -56,6 +56,9 @@ class Stage1Stats:
     events_out: int = 0
     secrets_redacted: int = 0
     dlq_by_code: Counter[str] = field(default_factory=Counter)
+    redis_seconds_sum: float = 0.0
+    redis_calls: int = 0
+    newest_event_ms: int | None = None
 
 
 class Stage1:
@@ -98,12 +101,16 @@ class Stage1:
                 self.stats.secrets_redacted += len(findings)
         if events:
             enricher = self.enricher
+            started = time.perf_counter()
             await retry_forever(lambda: enricher.apply(events), log=log, what="redis")
             await retry_forever(lambda: enricher.enrich(events), log=log, what="redis")
+            self.stats.redis_seconds_sum += time.perf_counter() - started
+            self.stats.redis_calls += 1
         if events:
             newest = max(e["event_time"] for e in events)
             if self.watermark is None or newest > self.watermark:
                 self.watermark = newest
+                self.stats.newest_event_ms = newest
         routed = route(events, self.partitions, self.subjects_of)
         for partition, items in routed.items():
             out.subject_records.append((partition, encode_subject_batch(items, self.watermark)))

@@ -16,7 +16,7 @@ safety without transactions (DESIGN §3b):
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +58,10 @@ class Stage2Stats:
     alerts_created: int = 0
     alerts_updated: int = 0
     timers_fired: int = 0
+    records_in: int = 0
+    alerts_by_detector: Counter[str] = field(default_factory=Counter)
+    #: newest event time this worker's stage 2 has seen (ms), for the lag gauge
+    newest_event_ms: int | None = None
 
 
 class Stage2:
@@ -158,7 +162,13 @@ class Stage2:
                 heapq.heappush(heap, (deadline, key))
         if watermark is not None:
             self._fire_timers(store, dirty, heap, watermark, out)
+        self.stats.records_in += 1
+        if upstream_wm is not None and (
+            self.stats.newest_event_ms is None or upstream_wm > self.stats.newest_event_ms
+        ):
+            self.stats.newest_event_ms = upstream_wm
         for alert in out.alerts:
+            self.stats.alerts_by_detector[alert["detector"]] += 1
             if alert["activity_id"] == 1:
                 self.stats.alerts_created += 1
             else:

@@ -1,0 +1,190 @@
+"""Prometheus text exposition and JSON logs for the worker.
+
+The counters live in the stages' own stats objects (plain ints, no locking:
+one event loop); this module only renders them, so a scrape costs nothing on
+the hot path. Names follow Prometheus conventions: ``_total`` for counters,
+base units (seconds, ratio).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.flow.stage1 import Stage1Stats
+from pipeline.flow.stage2 import Stage2Stats
+from pipeline.redact import redact_text
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(
+        self, name: str, kind: str, help_: str, samples: Iterable[tuple[dict[str, str], float]]
+    ) -> None:
+        self.lines.append(f"# HELP {name} {help_}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            if labels:
+                inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+                self.lines.append(f"{name}{{{inner}}} {value}")
+            else:
+                self.lines.append(f"{name} {value}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render(
+    stage1: Stage1Stats, stage2: Stage2Stats, cache: Any | None, now: float | None = None
+) -> str:
+    """The /metrics page."""
+    now_ms = (time.time() if now is None else now) * 1000
+    w = _Writer()
+    w.metric(
+        "govpipe_records_in_total",
+        "counter",
+        "Kafka records read by stage.",
+        [({"stage": "1"}, stage1.records_in), ({"stage": "2"}, stage2.records_in)],
+    )
+    w.metric(
+        "govpipe_events_in_total",
+        "counter",
+        "Events decoded (stage 1) or subject copies (2).",
+        [({"stage": "1"}, stage1.events_in), ({"stage": "2"}, stage2.items_in)],
+    )
+    w.metric(
+        "govpipe_events_out_total",
+        "counter",
+        "Valid events forwarded by stage 1.",
+        [({"stage": "1"}, stage1.events_out)],
+    )
+    w.metric(
+        "govpipe_dlq_records_total",
+        "counter",
+        "Dead-lettered records or events by error code.",
+        [({"code": code}, n) for code, n in sorted(stage1.dlq_by_code.items())],
+    )
+    w.metric(
+        "govpipe_secrets_redacted_total",
+        "counter",
+        "Secret-like values redacted in events.",
+        [({}, stage1.secrets_redacted)],
+    )
+    w.metric(
+        "govpipe_alerts_total",
+        "counter",
+        "Alerts published by detector (creates and updates).",
+        [({"detector": d}, n) for d, n in sorted(stage2.alerts_by_detector.items())],
+    )
+    w.metric(
+        "govpipe_alerts_activity_total",
+        "counter",
+        "Alerts by OCSF activity.",
+        [
+            ({"activity": "create"}, stage2.alerts_created),
+            ({"activity": "update"}, stage2.alerts_updated),
+        ],
+    )
+    w.metric(
+        "govpipe_duplicate_events_total",
+        "counter",
+        "Event copies dropped as replays.",
+        [({}, stage2.duplicates)],
+    )
+    w.metric(
+        "govpipe_late_events_total",
+        "counter",
+        "Events later than the allowed lateness.",
+        [({}, stage2.late_events)],
+    )
+    w.metric(
+        "govpipe_timers_fired_total",
+        "counter",
+        "Absence checks fired by the watermark.",
+        [({}, stage2.timers_fired)],
+    )
+    if cache is not None:
+        w.metric(
+            "govpipe_enrichment_cache_lookups_total",
+            "counter",
+            "Registry cache lookups.",
+            [({"result": "hit"}, cache.hits), ({"result": "miss"}, cache.misses)],
+        )
+        w.metric(
+            "govpipe_enrichment_cache_hit_ratio",
+            "gauge",
+            "Hits / lookups since start.",
+            [({}, round(cache.hit_ratio, 6))],
+        )
+    w.metric(
+        "govpipe_redis_batch_seconds",
+        "summary",
+        "Redis time per stage-1 batch (with retries).",
+        [],
+    )
+    w.lines.append(f"govpipe_redis_batch_seconds_sum {stage1.redis_seconds_sum:.6f}")
+    w.lines.append(f"govpipe_redis_batch_seconds_count {stage1.redis_calls}")
+    lags = []
+    for stage, newest in (("1", stage1.newest_event_ms), ("2", stage2.newest_event_ms)):
+        if newest is not None:
+            lags.append(({"stage": stage}, round(max(0.0, now_ms - newest) / 1000, 3)))
+    w.metric(
+        "govpipe_processing_lag_seconds",
+        "gauge",
+        "Wall clock minus the newest event time processed (event-time lag).",
+        lags,
+    )
+    return w.text()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; messages pass through secret redaction."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message, _ = redact_text(record.getMessage())
+        payload: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": message,
+        }
+        if record.exc_info:
+            payload["exc"] = redact_text(self.formatException(record.exc_info))[0]
+        return json.dumps(payload, ensure_ascii=False)
+
+
+class RedactingFormatter(logging.Formatter):
+    """The text format, with secret-like values redacted from every line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))[0]
+
+
+def logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """A dictConfig for faust's Worker (it installs handlers itself)."""
+    formatter = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if fmt == "json"
+        else {
+            "()": f"{__name__}.RedactingFormatter",
+            "format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        }
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"govpipe": formatter},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "govpipe"},
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+    }

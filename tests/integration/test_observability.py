@@ -1,0 +1,77 @@
+"""The worker's Prometheus endpoint moves while it works, and its logs carry no secrets."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import orjson
+import pytest
+
+from pipeline.codec import encode_json_batch
+from tests.support.events import make_event
+from tests.support.kafka import produce
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def wait_for(port: int, name: str, minimum: float, timeout: float = 60) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            samples = scrape(port)
+            if samples.get(name, 0) >= minimum:
+                return samples
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{name} never reached {minimum}"
+        time.sleep(0.5)
+
+
+def test_metrics_endpoint_counters_move(settings_factory, worker_factory) -> None:
+    settings = settings_factory()
+    worker = worker_factory(settings).start()
+    bootstrap, port = settings.kafka_bootstrap_servers, settings.web_port
+    leaked = "ghp_" + "Zq8" * 12
+    first = [make_event(i) for i in range(300)]
+    first[5]["attributes"] = {"token": leaked}
+    produce(bootstrap, settings.topic_events, [encode_json_batch(first), b"not json"])
+    before = wait_for(port, 'govpipe_events_out_total{stage="1"}', 300)
+    assert before['govpipe_dlq_records_total{code="invalid_json"}'] == 1
+    assert before["govpipe_secrets_redacted_total"] >= 1
+    produce(
+        bootstrap,
+        settings.topic_events,
+        [encode_json_batch([make_event(i) for i in range(300, 800)])],
+    )
+    after = wait_for(port, 'govpipe_events_out_total{stage="1"}', 800)
+    assert after['govpipe_events_in_total{stage="2"}'] > 0
+    wait_for(
+        port,
+        'govpipe_events_in_total{stage="2"}',
+        before.get('govpipe_events_in_total{stage="2"}', 0) + 1,
+    )
+    names = {re.sub(r"\{.*", "", n) for n in after}
+    for expected in (
+        "govpipe_records_in_total",
+        "govpipe_redis_batch_seconds_count",
+        "govpipe_enrichment_cache_hit_ratio",
+        "govpipe_processing_lag_seconds",
+    ):
+        assert expected in names, expected
+    assert worker.alive()
+    assert leaked not in worker.log_text()
+    assert orjson.dumps(leaked).decode().strip('"') not in worker.log_text()

@@ -32,6 +32,10 @@ CREDENTIAL_FIELDS: Final = (
     "rotated_at",
     "revoked_at",
     "last_used_at",
+    # Not in the DESIGN §2 contract: an optional extension govpipe writes from a
+    # ``credential.issued`` that carries ``task_id`` (first writer wins), so SP-02
+    # can route a ``credential.revoked`` without ``task_id`` to its task.
+    "task_id",
 )
 
 #: Credential fields holding epoch milliseconds as decimal strings ("" = none).

@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline.enrichment.cache import CacheStats, TTLCache
-from pipeline.enrichment.keys import DEFAULT_PREFIX, KeySpace
+from pipeline.enrichment.keys import DEFAULT_PREFIX, IDENTITY_FIELDS, KeySpace
 from pipeline.enrichment.scripts import APPLY_LUA, READ_LUA
 from pipeline.enrichment.updates import plan_credential_ops
 from pipeline.enrichment.views import (
@@ -61,6 +61,9 @@ def decode_reply(raw: bytes | str) -> list[Any]:
         # cjson encodes an empty Lua table as {}; callers never send zero keys.
         return []
     return result
+
+
+_OWNER_AT = IDENTITY_FIELDS.index("owner")
 
 
 def _dump_ops(ops: list[list[int | str]]) -> bytes:
@@ -132,6 +135,9 @@ class RedisEnricher:
         when the event has no ``identity_id`` / ``credential_id``; an id the
         registry lacks gets ``known: False`` with the other fields None. One
         Redis round trip for the cache misses of the whole batch, none when warm.
+        An identity's ``owner_status`` (the ``status`` of its owner's own identity
+        hash) is read in that same round trip and cached with the identity; a
+        credential's ``task_id`` comes from the issuance that carried one.
         """
         if not events:
             return
@@ -161,22 +167,30 @@ class RedisEnricher:
         keys = [self.keys.identity(i) for i in identity_ids]
         keys += [self.keys.credential(c) for c in credential_ids]
         try:
-            raw = await self._read(keys=keys, args=[len(identity_ids)])
+            raw = await self._read(keys=keys, args=[len(identity_ids), self.keys.identity_prefix])
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._infra_error(exc) from exc
         self.round_trips += 1
         self.keys_fetched += len(keys)
         values = decode_reply(raw)
-        if len(values) != len(keys):
+        if len(values) != len(keys) + 1:
             raise InfraError(
-                f"redis at {self.url_redacted} answered {len(values)} hashes for {len(keys)} keys"
+                f"redis at {self.url_redacted} answered {len(values)} entries for {len(keys)} keys"
             )
+        owners = values.pop()  # {owner: the status of its own identity hash, or false}
+        owner_status: dict[str, Any] = owners if isinstance(owners, dict) else {}
         offset = len(identity_ids)
         fetched_identities = []
         for identity_id, key, entry in zip(
             identity_ids, keys[:offset], values[:offset], strict=True
         ):
-            view = self._view(key, entry, identity_view, UNKNOWN_IDENTITY)
+            if isinstance(entry, list):
+                owner = entry[_OWNER_AT]
+                view = identity_view(
+                    key, entry, self.garbage, owner_status.get(owner) if owner else None
+                )
+            else:
+                view = self._view(key, entry, identity_view, UNKNOWN_IDENTITY)
             identities[identity_id] = view
             fetched_identities.append((identity_id, view))
         fetched_credentials = []

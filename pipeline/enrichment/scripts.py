@@ -22,14 +22,22 @@ def _lua_list(names: tuple[str, ...]) -> str:
     return "{" + ", ".join(f"'{n}'" for n in names) + "}"
 
 
-#: KEYS = identity keys then credential keys; ARGV[1] = how many identity keys.
+#: KEYS = identity keys then credential keys; ARGV[1] = how many identity keys;
+#: ARGV[2] = the identity key prefix (``{prefix}identity:``).
 #: Returns a JSON array, one entry per key: false (no such key), 0 (not a hash)
-#: or the HMGET values in field order (false = field absent).
+#: or the HMGET values in field order (false = field absent); then one more
+#: entry, an object ``{owner: status or false}`` with the ``status`` of each
+#: distinct ``owner`` of the identities read (false = no such identity, or no
+#: status). The owners' keys are derived inside the script, so they are not in
+#: KEYS: fine on a single node, not on a Redis Cluster (see the module docstring).
 READ_LUA: Final = f"""
 local n_identity = tonumber(ARGV[1])
+local identity_prefix = ARGV[2]
 local identity_fields = {_lua_list(IDENTITY_FIELDS)}
 local credential_fields = {_lua_list(CREDENTIAL_FIELDS)}
+local owner_at = {IDENTITY_FIELDS.index("owner") + 1}
 local out = {{}}
+local owners = {{}}
 for i, key in ipairs(KEYS) do
   local fields = credential_fields
   if i <= n_identity then fields = identity_fields end
@@ -42,15 +50,22 @@ for i, key in ipairs(KEYS) do
       if h[j] then any = true break end
     end
     if any or redis.call('EXISTS', key) == 1 then out[i] = h else out[i] = false end
+    local owner = h[owner_at]
+    if i <= n_identity and owner and owner ~= '' and owners[owner] == nil then
+      local status = redis.pcall('HGET', identity_prefix .. owner, 'status')
+      if type(status) ~= 'string' then status = false end
+      owners[owner] = status
+    end
   end
 end
+out[#KEYS + 1] = owners
 return cjson.encode(out)
 """
 
 #: KEYS = credential keys; ARGV[1] = JSON array of ops, each [code (I/R/X/U), key
-#: index, event time] and for I/R identity_id, kind, issued_via, scopes, expires_at
-#: ("" when not given, "=" + value when given). One JSON argument instead of
-#: thousands: redis-py packs each argument in Python (~1 µs each).
+#: index, event time] and for I/R identity_id, kind, issued_via, scopes, expires_at,
+#: task_id ("" when not given, "=" + value when given; task_id only matters for I).
+#: One JSON argument instead of thousands: redis-py packs each argument in Python (~1 µs each).
 #: Returns JSON ``[skipped, states]``: the indexes of keys that are not hashes,
 #: and ``[index, values]`` pairs with the post-merge HMGET (``CREDENTIAL_FIELDS``
 #: order) of every key a credential event touched, so the caller refreshes its
@@ -112,7 +127,7 @@ for i = 1, #ops do
     end
   elseif op == 'I' then
     local h = redis.call('HMGET', key, 'issued_at', 'rotated_at', 'identity_id', 'kind',
-      'issued_via', 'scopes', 'expires_at')
+      'issued_via', 'scopes', 'expires_at', 'task_id')
     local cur = num(h[1])
     local earliest = cur == nil or t <= cur
     local own_terms = earliest and num(h[2]) == nil
@@ -129,6 +144,8 @@ for i = 1, #ops do
     if expires and (own_terms or not h[7]) then
       set[#set + 1] = 'expires_at'; set[#set + 1] = expires
     end
+    local task = a[9] and opt(a[9])
+    if task and (not h[8] or h[8] == '') then set[#set + 1] = 'task_id'; set[#set + 1] = task end
   end
   if #set > 0 then
     redis.call('HSET', key, unpack(set))

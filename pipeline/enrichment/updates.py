@@ -8,6 +8,8 @@ any order (at-least-once delivery, several partitions, several workers):
   fields that are empty);
 - ``rotated_at`` keeps the latest rotation; ``revoked_at`` the earliest
   revocation (a late ``issued`` never un-revokes); ``last_used_at`` the max;
+- ``task_id`` (an extension beyond DESIGN §2, for SP-02) is written by the first
+  ``issued`` that carries one and never changed or cleared afterwards;
 - ``scopes`` / ``expires_at`` (the credential's current terms) come from the
   latest rotation that carried them, else from the issuance. A late
   ``issued`` never overwrites terms once a rotation is recorded, except to
@@ -49,10 +51,11 @@ class CredentialOp(NamedTuple):
     issued_via: str | None = None
     scopes: str | None = None  # JSON list text
     expires_at: str | None = None  # decimal epoch ms; "" = never expires
+    task_id: str | None = None  # issued only: the task the credential was issued for
 
     def encode(self, key_index: int) -> list[int | str]:
         """The op as the Lua script reads it: ``[code, key index, time]`` plus, for
-        I/R, the five optional values ("" = not given, "=" + value = given)."""
+        I/R, the six optional values ("" = not given, "=" + value = given)."""
         if self.code == "U" or self.code == "X":
             return [self.code, key_index, str(self.time)]
         return [
@@ -63,7 +66,14 @@ class CredentialOp(NamedTuple):
         ]
 
     def optional(self) -> tuple[str | None, ...]:
-        return (self.identity_id, self.kind, self.issued_via, self.scopes, self.expires_at)
+        return (
+            self.identity_id,
+            self.kind,
+            self.issued_via,
+            self.scopes,
+            self.expires_at,
+            self.task_id,
+        )
 
 
 def _is_time(value: Any) -> TypeGuard[int]:
@@ -114,6 +124,7 @@ def plan_credential_ops(events: Iterable[Mapping[str, Any]]) -> list[CredentialO
                     issued_via=_text(event.get("issued_via")),
                     scopes=_scopes_json(event.get("scopes")),
                     expires_at=str(expires) if _is_time(expires) else "",
+                    task_id=_text(event.get("task_id")),
                 )
             )
         elif code == "R":
@@ -187,4 +198,6 @@ def merge_credential(state: MutableMapping[str, str], op: CredentialOp) -> bool:
             state["scopes"] = op.scopes
         if op.expires_at is not None and (own_terms or "expires_at" not in state):
             state["expires_at"] = op.expires_at
+        if op.task_id is not None and not state.get("task_id"):
+            state["task_id"] = op.task_id
     return state != before

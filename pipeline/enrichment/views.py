@@ -25,6 +25,7 @@ RawValues = Sequence[str | bool | None]
 UNKNOWN_IDENTITY: Final[dict[str, Any]] = {
     "known": False,
     **dict.fromkeys(IDENTITY_FIELDS),
+    "owner_status": None,
 }
 
 #: The enrichment of a credential govpipe has no state for. Shared.
@@ -102,8 +103,14 @@ def parse_scope_list(
     return scopes
 
 
-def identity_view(key: str, values: RawValues, report: GarbageReport) -> dict[str, Any]:
-    """``values`` in ``IDENTITY_FIELDS`` order for a hash that exists."""
+def identity_view(
+    key: str, values: RawValues, report: GarbageReport, owner_status: str | bool | None = None
+) -> dict[str, Any]:
+    """``values`` in ``IDENTITY_FIELDS`` order for a hash that exists.
+
+    ``owner_status``: the ``status`` of the owner's own identity hash (None when
+    the identity has no owner or the owner is not in the registry; SP-08).
+    """
     kind, owner, team, environment, risk_tier, allowed_scopes, status = values
     return {
         "known": True,
@@ -114,12 +121,14 @@ def identity_view(key: str, values: RawValues, report: GarbageReport) -> dict[st
         "risk_tier": _text(risk_tier),
         "allowed_scopes": parse_scope_list(allowed_scopes, key, "allowed_scopes", report),
         "status": _text(status),
+        "owner_status": _text(owner_status) if _text(owner) else None,
     }
 
 
 def credential_view(key: str, values: RawValues, report: GarbageReport) -> dict[str, Any]:
     """``values`` in ``CREDENTIAL_FIELDS`` order for a hash that exists."""
     identity_id, kind, issued_via, scopes = values[:4]
+    task_id = values[9] if len(values) > 9 else None
     issued_at = parse_epoch_ms(values[4], key, "issued_at", report)
     expires_at = parse_epoch_ms(values[5], key, "expires_at", report)
     rotated_at = parse_epoch_ms(values[6], key, "rotated_at", report)
@@ -136,6 +145,7 @@ def credential_view(key: str, values: RawValues, report: GarbageReport) -> dict[
         "rotated_at": rotated_at,
         "revoked_at": revoked_at,
         "last_used_at": last_used_at,
+        "task_id": _text(task_id),
         "lifetime_ms": (
             expires_at - issued_at if expires_at is not None and issued_at is not None else None
         ),

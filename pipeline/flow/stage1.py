@@ -14,13 +14,45 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.dlq import DeadLetter, dead_letter
-from pipeline.flow.route import SubjectsOf, encode_subject_batch, route
+from pipeline.flow.route import Item, SubjectsOf, encode_subject_batch, route
 from pipeline.flow.validate import Rejection, Validator
 from pipeline.redact import redact_event
 from pipeline.retry import retry_forever
 
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
+
+#: Upper bound of one internal record. A catch-up batch (after a Redis outage or
+#: a restart with a backlog: up to ``batch_max_records`` records of up to
+#: ``max_events_per_record`` events each) once made a single internal record of
+#: 9 MB, which the producer refused (max request 8 MiB + 64 KiB): the agent
+#: crashed and faust dropped the in-flight batch. 4 MiB is half the topic's
+#: ``max.message.bytes`` and equals the consumer's per-partition fetch size;
+#: a single event copy is bounded by ``max_record_bytes`` (2 MiB), so it always fits.
+SUBJECT_RECORD_MAX_BYTES = 4 * 1024 * 1024
+
+
+def encode_bounded(
+    items: list[Item], watermark: int | None, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
+) -> list[bytes]:
+    """``encode_subject_batch``, split into as many records as needed to stay under
+    ``max_bytes`` (item order kept; a single oversized item still goes alone).
+
+    Only the last part carries the watermark: stage 2 judges an item late against
+    the watermark it had before the record, so every item of the batch is judged
+    against the same one, as when the batch fits in one record.
+    """
+    value = encode_subject_batch(items, watermark)
+    if len(value) <= max_bytes or len(items) <= 1:
+        return [value]
+    parts = min(len(items), -(-len(value) // max_bytes) + 1)
+    step = -(-len(items) // parts)
+    chunks = [items[start : start + step] for start in range(0, len(items), step)]
+    last = len(chunks) - 1
+    out: list[bytes] = []
+    for n, chunk in enumerate(chunks):
+        out.extend(encode_bounded(chunk, watermark if n == last else None, max_bytes))
+    return out
 
 
 class Enricher(Protocol):
@@ -113,7 +145,8 @@ class Stage1:
                 self.stats.newest_event_ms = newest
         routed = route(events, self.partitions, self.subjects_of)
         for partition, items in routed.items():
-            out.subject_records.append((partition, encode_subject_batch(items, self.watermark)))
+            for value in encode_bounded(items, self.watermark):
+                out.subject_records.append((partition, value))
         now = time.monotonic()
         if events and now - self._last_broadcast >= self.watermark_every_s:
             # Partitions this batch did not reach still need the watermark to move

@@ -235,12 +235,22 @@ def test_lua_and_python_merge_rules_agree_on_random_histories(
     histories: dict[str, list[dict[str, Any]]] = {}
     for n in range(40):
         cid = f"h{n}"
-        events = [issued(T + rng.randrange(0, 50), cid, issued_via=rng.choice([None, "jit"]))]
+        events = [
+            issued(
+                T + rng.randrange(0, 50),
+                cid,
+                issued_via=rng.choice([None, "jit"]),
+                task_id=rng.choice([None, "task-a"]),
+            )
+        ]
         for _ in range(rng.randrange(0, 8)):
             kind = rng.choice(["credential.rotated", "credential.revoked", "action", "issued"])
             t = T + rng.randrange(0, 500)
             if kind == "issued":
-                events.append(issued(t, cid, credential_kind="api_key", expires_at=None))
+                task = rng.choice([None, "task-b"])
+                events.append(
+                    issued(t, cid, credential_kind="api_key", expires_at=None, task_id=task)
+                )
             elif kind == "credential.rotated":
                 with_terms = rng.random() < 0.7
                 events.append(
@@ -331,6 +341,7 @@ def test_enrich_known_unknown_and_absent_ids_in_one_round_trip(
     redis_db_url: str, prefix: str, raw: Any
 ) -> None:
     seed_identity(raw, prefix, "agent-1")
+    seed_identity(raw, prefix, "alice@example.com", kind="human", owner="", status="offboarded")
     batch = [
         issued(),
         ev("action", T + 1),
@@ -357,6 +368,7 @@ def test_enrich_known_unknown_and_absent_ids_in_one_round_trip(
         "risk_tier": "high",
         "allowed_scopes": ["crm.read"],
         "status": "active",
+        "owner_status": "offboarded",
     }
     assert action["credential"] == {
         "known": True,
@@ -369,11 +381,93 @@ def test_enrich_known_unknown_and_absent_ids_in_one_round_trip(
         "rotated_at": None,
         "revoked_at": None,
         "last_used_at": T + 1,
+        "task_id": None,
         "lifetime_ms": 3_600_000,
     }
     assert ghost["identity"] == UNKNOWN_IDENTITY and ghost["credential"] == UNKNOWN_CREDENTIAL
     assert task["identity"] is None and task["credential"] is None
     orjson.dumps(batch)  # enrichment stays serialisable for the stage-2 records
+
+
+def test_owner_status_comes_in_the_same_round_trip_and_the_same_cache(
+    redis_db_url: str, prefix: str, raw: Any
+) -> None:
+    seed_identity(raw, prefix, "boss", kind="human", owner="", status="active")
+    seed_identity(raw, prefix, "gone", kind="human", owner="", status="offboarded")
+    seed_identity(raw, prefix, "nostatus", kind="human", owner="")
+    raw.hdel(f"{prefix}identity:nostatus", "status")
+    raw.set(f"{prefix}identity:astring", "not a hash")
+    owners = {
+        "a1": "boss",
+        "a2": "boss",  # the same owner twice: read once
+        "a3": "gone",
+        "a4": "stranger",  # not in the registry
+        "a5": "",  # no owner
+        "a6": "nostatus",
+        "a7": "astring",
+    }
+    for identity_id, owner in owners.items():
+        seed_identity(raw, prefix, identity_id, owner=owner)
+    clock = Clock()
+    batch = [ev("action", T, None, identity_id=i) for i in [*owners, "boss", "ghost"]]
+
+    async def body(enricher: RedisEnricher) -> None:
+        await enricher.enrich(batch)
+        assert enricher.round_trips == 1
+        status = {e["identity_id"]: e["identity"]["owner_status"] for e in batch}
+        assert status == {
+            "a1": "active",
+            "a2": "active",
+            "a3": "offboarded",
+            "a4": None,
+            "a5": None,
+            "a6": None,
+            "a7": None,
+            "boss": None,
+            "ghost": None,
+        }
+        assert batch[4]["identity"]["owner"] is None
+        # the owner is disabled in the IAM: visible once the identity's entry expires
+        raw.hset(f"{prefix}identity:boss", "status", "disabled")
+        clock.now += 1.0
+        again = [ev("action", T, None, identity_id="a1")]
+        await enricher.enrich(again)
+        assert enricher.round_trips == 1 and again[0]["identity"]["owner_status"] == "active"
+        clock.now += 1.5
+        await enricher.enrich(again)
+        assert enricher.round_trips == 2 and again[0]["identity"]["owner_status"] == "disabled"
+
+    with_enricher(redis_db_url, prefix, body, clock=clock, cache_ttl_s=2.0)
+
+
+def test_task_id_is_stored_from_the_issuance_first_writer_wins(
+    redis_db_url: str, prefix: str, raw: Any
+) -> None:
+    async def body(enricher: RedisEnricher) -> None:
+        await enricher.apply([issued(task_id="task-1"), issued(T, "cred-2")])
+        key = f"{prefix}credential:cred-1"
+        assert raw.hget(key, "task_id") == "task-1"
+        assert raw.hexists(f"{prefix}credential:cred-2", "task_id") == 0
+        later = [
+            issued(T - 10),  # an earlier issuance without task_id does not clear it
+            issued(T + 10, task_id="task-2"),  # nor does another task overwrite it
+            ev("credential.rotated", T + 20, task_id="task-3", scopes=["z"]),
+            ev("credential.revoked", T + 30, task_id=None),
+            issued(T + 40, "cred-2", task_id="task-9"),  # fills an absent task_id
+        ]
+        await enricher.apply(later)
+        assert raw.hget(key, "task_id") == "task-1"
+        assert raw.hget(f"{prefix}credential:cred-2", "task_id") == "task-9"
+        revoked = [ev("credential.revoked", T + 50, task_id=None)]
+        await enricher.apply(revoked)
+        await enricher.enrich(revoked)
+        assert revoked[0]["credential"]["task_id"] == "task-1"
+        enricher.clear_cache()  # the read script returns it too, not only apply's reply
+        action = [ev("action", T + 60, "cred-2")]
+        await enricher.enrich(action)
+        assert action[0]["credential"]["task_id"] == "task-9"
+
+    with_enricher(redis_db_url, prefix, body)
 
 
 def test_cache_serves_repeat_batches_and_expires_after_ttl(

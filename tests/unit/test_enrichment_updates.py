@@ -91,16 +91,42 @@ def test_plan_orders_credential_events_then_one_last_used_per_credential() -> No
         "=jit",
         '=["crm.read"]',
         f"={T + 3_600_000}",
+        "",
     ]
 
 
 def test_issued_without_expiry_means_never_and_rotation_without_terms_gives_none() -> None:
     (issued,) = plan_credential_ops([ev("credential.issued", T)])
-    assert issued.expires_at == "" and issued.encode(1)[-1] == "="
-    assert issued.scopes is None and issued.encode(1)[-2] == ""
+    assert issued.expires_at == "" and issued.encode(1)[-2] == "="
+    assert issued.scopes is None and issued.encode(1)[-3] == ""
+    assert issued.task_id is None and issued.encode(1)[-1] == ""
     (rotated,) = plan_credential_ops([ev("credential.rotated", T)])
     assert rotated.expires_at is None and rotated.scopes is None
     assert CredentialOp("X", "c", T).encode(3) == ["X", 3, str(T)]
+
+
+def test_task_id_first_writer_wins_and_is_never_cleared() -> None:
+    (op,) = plan_credential_ops([ev("credential.issued", T, task_id="task-7")])
+    assert op.task_id == "task-7" and op.encode(1)[-1] == "=task-7"
+    (rotated,) = plan_credential_ops([ev("credential.rotated", T, task_id="task-7")])
+    assert rotated.task_id is None  # only an issuance names the task
+    state = run([ev("credential.issued", T, task_id="task-7")])
+    assert state["task_id"] == "task-7"
+    # a later issued / rotated without task_id, or with another one, changes nothing
+    run(
+        [
+            ev("credential.issued", T - 5, task_id=None),
+            ev("credential.rotated", T + 5, task_id="task-8"),
+            ev("credential.issued", T - 9, task_id="task-9"),
+            ev("credential.issued", T + 9, task_id=""),
+        ],
+        state,
+    )
+    assert state["task_id"] == "task-7"
+    # an issuance without task_id writes no field; a later one with task_id fills it
+    state = run([ev("credential.issued", T)])
+    assert "task_id" not in state
+    assert run([ev("credential.issued", T + 1, task_id="task-2")], state)["task_id"] == "task-2"
 
 
 def test_in_order_lifecycle_matches_the_contract() -> None:

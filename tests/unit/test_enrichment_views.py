@@ -49,7 +49,17 @@ def test_identity_view_reads_every_contract_field() -> None:
         "risk_tier": "high",
         "allowed_scopes": ["crm.read", "crm.records.export"],
         "status": "active",
+        "owner_status": None,
     }
+
+
+def test_identity_view_owner_status_only_with_an_owner() -> None:
+    report = GarbageReport()
+    view = identity_view("k", identity_values(owner="bob"), report, "offboarded")
+    assert view["owner"] == "bob" and view["owner_status"] == "offboarded"
+    assert identity_view("k", identity_values(owner="bob"), report, False)["owner_status"] is None
+    assert identity_view("k", identity_values(owner="bob"), report, "")["owner_status"] is None
+    assert identity_view("k", identity_values(owner=""), report, "active")["owner_status"] is None
 
 
 def test_identity_with_absent_and_empty_fields_is_known_with_nones() -> None:
@@ -79,7 +89,16 @@ def test_credential_view_times_and_lifetime() -> None:
     assert view["rotated_at"] is None and view["revoked_at"] is None
     assert view["lifetime_ms"] == 3_600_000
     assert view["scopes"] == ["x"]
+    assert view["task_id"] is None
     assert set(view) == {"known", *CREDENTIAL_FIELDS, "lifetime_ms"}
+
+
+def test_credential_view_task_id() -> None:
+    view = credential_view("k", credential_values(task_id="task-3"), GarbageReport())
+    assert view["task_id"] == "task-3"
+    assert credential_view("k", credential_values(task_id=""), GarbageReport())["task_id"] is None
+    # values from a reader that predates the extension (nine contract fields)
+    assert credential_view("k", credential_values()[:9], GarbageReport())["task_id"] is None
 
 
 def test_no_expiry_means_no_lifetime() -> None:
@@ -91,7 +110,7 @@ def test_no_expiry_means_no_lifetime() -> None:
 
 def test_unknown_views_have_every_field_none() -> None:
     assert UNKNOWN_IDENTITY["known"] is False
-    assert all(UNKNOWN_IDENTITY[f] is None for f in IDENTITY_FIELDS)
+    assert all(UNKNOWN_IDENTITY[f] is None for f in (*IDENTITY_FIELDS, "owner_status"))
     assert UNKNOWN_CREDENTIAL["known"] is False
     assert all(UNKNOWN_CREDENTIAL[f] is None for f in (*CREDENTIAL_FIELDS, "lifetime_ms"))
 

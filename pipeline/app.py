@@ -18,11 +18,12 @@ import orjson
 from pipeline import __version__, faust_codecs, faust_fixes
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.policy import load_policy
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
 from pipeline.flow.schemas import SchemaResolver
-from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1
-from pipeline.flow.stage2 import Stage2
+from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1, encode_bounded
+from pipeline.flow.stage2 import PROGRESS, Stage2
 from pipeline.flow.validate import Validator
+from pipeline.metrics import MetricCodec, record_key
 from pipeline.settings import Settings
 from pipeline.topics import MAX_MESSAGE_BYTES
 
@@ -111,8 +112,8 @@ Outgoing = tuple[Any, dict[str, Any]]  # (faust topic, send kwargs)
 async def deliver(messages: list[Outgoing], retry_delay: float = 0.2) -> None:
     """Send and wait for delivery: the input offsets may be committed only after this."""
     while True:
-        futures = [await topic.send(force=True, **kwargs) for topic, kwargs in messages]
         try:
+            futures = [await topic.send(force=True, **kwargs) for topic, kwargs in messages]
             await asyncio.gather(*futures)
             return
         except Exception as exc:  # delivery failed: send the batch again (at-least-once)
@@ -136,7 +137,18 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     policy = load_policy(settings.policy_file)
     engine = DetectionEngine(policy)
     stage1 = Stage1(validator, settings.subjects_partitions, enricher, engine.subject_kinds_for)
-    stage2 = Stage2(engine, settings.subjects_partitions, policy.allowed_lateness_ms, __version__)
+    grace_ms = int(engine.specs["SP-02"].thresholds.get("grace_s", 300)) * 1000
+    stage2 = Stage2(
+        engine,
+        settings.subjects_partitions,
+        policy.allowed_lateness_ms,
+        __version__,
+        window_sizes_ms=tuple(s * 1000 for s in settings.metric_windows_s),
+        metrics_lateness_ms=settings.metrics_lateness_s * 1000,
+        grace_ms=grace_ms,
+    )
+    metric_codec = MetricCodec.from_settings(settings, fmt=settings.metrics_format)
+    metric_codec.register()
     events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
     subjects_topic = app.topic(
         settings.topic_subjects,
@@ -146,6 +158,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     )
     dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+    metrics_topic = app.topic(settings.topic_metrics, key_serializer="raw", value_serializer="raw")
     state = app.Table(
         "subject-state",
         default=None,
@@ -154,6 +167,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
     )
     max_records, within = settings.batch_max_records, settings.batch_max_wait_s
+    partitions = settings.subjects_partitions
 
     @app.agent(events_topic, name="govpipe.stage1")  # type: ignore[misc]
     async def stage1_agent(stream: Any) -> None:
@@ -181,14 +195,30 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             partition, offset = event.message.partition, event.message.offset
             upstream_wm, items = decode_subject_batch(event.value)
             out = stage2.process(state, partition, offset, upstream_wm, items)
-            if out.alerts:
-                await app.producer.flush()  # state before alerts (see flow/stage2.py)
-                await deliver(
-                    [
-                        (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
-                        for a in out.alerts
+            if out.alerts or out.items or out.metrics:
+                await app.producer.flush()  # state before outputs (see flow/stage2.py)
+                messages: list[Outgoing] = [
+                    (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
+                    for a in out.alerts
+                ]
+                messages += [
+                    (metrics_topic, {"key": record_key(m), "value": metric_codec.encode(m)})
+                    for m in out.metrics
+                ]
+                by_partition: dict[int, list[Any]] = {}
+                for item in out.items:
+                    target = (
+                        int(item[1])
+                        if item[0] == PROGRESS
+                        else partition_for(subject_key(item[0], item[1]), partitions)
+                    )
+                    by_partition.setdefault(target, []).append(item)
+                for target, chunk in by_partition.items():
+                    messages += [
+                        (subjects_topic, {"value": value, "partition": target})
+                        for value in encode_bounded(chunk, None)
                     ]
-                )
+                await deliver(messages)
                 stage2.mark_sent(state, partition, offset)
 
     @app.page("/metrics")  # type: ignore[misc]

@@ -155,7 +155,9 @@ def _cleanup_redis(redis_url: str) -> None:
         client.close()
 
 
-def run_demo(base: Settings, duration: float | None, rate: float, seed: int) -> int:
+def run_demo(
+    base: Settings, duration: float | None, rate: float, seed: int, speed: float = 4.0
+) -> int:
     from pipeline.simulate import Simulator
 
     stop = threading.Event()
@@ -198,6 +200,8 @@ def run_demo(base: Settings, duration: float | None, rate: float, seed: int) -> 
             "0.02",
             "--dirty-rate",
             "0.01",
+            "--speed",
+            str(speed),
         ]
         if duration:
             sim_cmd += ["--duration", str(max(1.0, duration - 10))]

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(0.05, gt=0, le=10)
     max_record_bytes: int = Field(2 * 1024 * 1024 - 4096, ge=1024)
     max_events_per_record: int = Field(10_000, ge=1)
+    metric_windows_s: list[int] = Field(default_factory=lambda: [60], min_length=1)
+    metrics_lateness_s: int = Field(900, ge=0)
+    metrics_format: Literal["avro", "json"] = "avro"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

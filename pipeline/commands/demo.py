@@ -10,6 +10,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     parser.add_argument("--rate", type=float, default=2000.0, help="simulated events/s")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--speed", type=float, default=4.0, help="simulated seconds per wall second"
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -17,4 +20,4 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
     from pipeline.settings import get_settings
 
-    return run_demo(get_settings(), args.duration, args.rate, args.seed)
+    return run_demo(get_settings(), args.duration, args.rate, args.seed, args.speed)

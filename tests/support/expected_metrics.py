@@ -21,7 +21,9 @@ Conventions (the pipeline's stage 2 must follow the same ones):
 * approvals: counted at ``approval.decided``; meaningful = not in
   ``approvals_with_rs``; review seconds = decided - requested (when the request is
   among the events);
-* alerts (optional): ``(time, detector)`` pairs, global only unless dims are given.
+* alerts (optional): ``(time, detector[, platform[, identity_id]])``: counted in the
+  global dimension and in the platform and identity ones when given (not by team: an
+  alert does not carry the registry team).
 
 No late events here: feed it what arrived in time.
 """
@@ -92,7 +94,7 @@ def expected_metrics(
     *,
     tasks_with_findings: set[str] = frozenset(),  # type: ignore[assignment]
     approvals_with_rs: set[str] = frozenset(),  # type: ignore[assignment]
-    alerts: Iterable[tuple[int, str]] = (),
+    alerts: Iterable[tuple[Any, ...]] = (),
     grace_ms: int = GRACE_MS,
 ) -> dict[Key, dict[str, Any]]:
     """Expected counters (plus raw review seconds and latencies) per window and dimension."""
@@ -168,8 +170,14 @@ def expected_metrics(
                     row["approvals_meaningful"] += 1
                 if aid in requested_at:
                     row["review_seconds"].append((t - requested_at[aid]) / 1000)
-    for t, detector in alerts:
-        for row in rows(t, [("global", "all")]):
+    for alert in alerts:
+        t, detector = alert[0], alert[1]
+        dims = [("global", "all")]
+        if len(alert) > 2 and alert[2]:
+            dims.append(("platform", alert[2]))
+        if len(alert) > 3 and alert[3]:
+            dims.append(("identity", alert[3]))
+        for row in rows(t, dims):
             row["alerts_total"] += 1
             row["alerts_by_detector"][detector] = row["alerts_by_detector"].get(detector, 0) + 1
     return table

@@ -70,13 +70,19 @@ def run_scenario(
     bootstrap = settings.kafka_bootstrap_servers
     records = [enc.batch(events[i : i + 200]) for i in range(0, len(events), 200)]
     half = len(records) // 2 if kill_after_s is not None else len(records)
-    produce(bootstrap, settings.topic_events, records[:half])
+    # One input partition keeps the scenario in event-time order, as one platform's
+    # stream is; across partitions a 7-day jump would make earlier events "late".
+    produce(bootstrap, settings.topic_events, records[:half], partition=0)
     worker = start_worker("worker-a")
     if kill_after_s is not None:
         time.sleep(kill_after_s)
         worker.kill9()
-        produce(bootstrap, settings.topic_events, records[half:])
+        produce(bootstrap, settings.topic_events, records[half:], partition=0)
         worker = start_worker("worker-b")
+    # Let the worker catch up before event time moves on: heartbeats model live traffic,
+    # where event time advances about a second per second, not 40 minutes at once over
+    # a backlog (findings routed between partitions must land before windows close).
+    consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=3)
     last = max(e["event_time"] for e in events)
     active = next(i for i in registry if i["status"] == "active" and i["kind"] != "human")
     for n, minutes in enumerate(HEARTBEAT_MINUTES):
@@ -90,7 +96,7 @@ def run_scenario(
             "task_id": f"heartbeat-{n}",
             "on_behalf_of": active["owner"],
         }
-        produce(bootstrap, settings.topic_events, [enc.event(beat)])
+        produce(bootstrap, settings.topic_events, [enc.event(beat)], partition=0)
     time.sleep(3)
     out = Outcome()
     for rec in consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=5):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -24,10 +25,14 @@ from confluent_kafka import Consumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import redis
+
 from pipeline.admin import create_topics
 from pipeline.codec import AvroEncoder
 from pipeline.embedded import EmbeddedBroker
 from pipeline.embedded.ports import free_port
+from pipeline.enrichment.keys import KeySpace
+from pipeline.enrichment.registry import parse_registry, write_identities
 from pipeline.flow.route import decode_subject_batch
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.validate import Validator
@@ -35,13 +40,27 @@ from pipeline.settings import Settings, load_settings, settings_env
 from pipeline.simulate import Simulator
 from tests.support.kafka import assign_all, produce
 
-
-def simulated(n: int, seed: int) -> list[dict]:
-    sim = Simulator(seed=seed)
-    return list(sim.events(n))
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+PREFIX = "govpipe-bench:nhi:"
 
 
-def settings_for(bootstrap: str, tag: str, data: Path) -> Settings:
+def load_registry(registry: list[dict]) -> None:
+    """The simulator's identities under every bench key prefix used in this run."""
+    entries, problems = parse_registry({"identities": registry})
+    assert not problems, problems
+    client = redis.Redis.from_url(REDIS_URL)
+    write_identities(client, KeySpace(PREFIX), entries)
+    client.close()
+
+
+def clear_bench_keys() -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=PREFIX + "*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def settings_for(bootstrap: str, tag: str, data: Path, stages: list[int]) -> Settings:
     return load_settings(
         kafka_bootstrap_servers=bootstrap,
         app_id=f"bench-{tag}",
@@ -54,6 +73,9 @@ def settings_for(bootstrap: str, tag: str, data: Path) -> Settings:
         web_port=free_port(),
         events_partitions=6,
         subjects_partitions=6,
+        redis_url=REDIS_URL,
+        redis_key_prefix=PREFIX,
+        worker_stages=stages,
     )
 
 
@@ -67,13 +89,11 @@ def raw_consume(bootstrap: str, topic: str, expect: int) -> float:
         }
     )
     assign_all(consumer, topic)
-    got, start = 0, None
+    got, start = 0, time.perf_counter()
     while got < expect:
         msgs = consumer.consume(5000, timeout=1.0)
-        if msgs and start is None:
-            start = time.perf_counter()
         got += sum(1 for m in msgs if not m.error())
-    elapsed = time.perf_counter() - (start or time.perf_counter())
+    elapsed = time.perf_counter() - start
     consumer.close()
     return elapsed
 
@@ -128,14 +148,69 @@ def worker_rate(settings: Settings, expect: int, log: Path) -> tuple[float, floa
     return got / max(last_ts - first_ts, 1e-6), first_ts - started
 
 
+def scrape(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def pipeline_rate(settings: Settings, events: int, log: Path) -> tuple[float, int, int]:
+    """Whole worker (stage 1 + stage 2): events / (stage 2 done - first stage-1 output).
+
+    Returns (events/s, stage-2 items processed, alerts)."""
+    env = {**os.environ, **settings_env(settings)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "worker"], env=env, stdout=out, stderr=out
+        )
+    first = last_change = None
+    last_items = -1.0
+    deadline = time.monotonic() + 900
+    samples: dict[str, float] = {}
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            samples = scrape(settings.web_port) or samples
+            out1 = samples.get('govpipe_events_out_total{stage="1"}', 0)
+            items = samples.get('govpipe_events_in_total{stage="2"}', 0)
+            now = time.monotonic()
+            if first is None and out1 > 0:
+                first = now
+            if items != last_items:
+                last_items, last_change = items, now
+            if out1 >= events and last_change is not None and now - last_change > 4:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    if first is None or last_change is None:
+        raise RuntimeError(f"no progress; see {log}")
+    alerts = int(sum(v for k, v in samples.items() if k.startswith("govpipe_alerts_total")))
+    return events / max(last_change - first, 1e-6), int(last_items), alerts
+
+
 def run_case(name: str, bootstrap: str, records: list[bytes], events: int, data: Path) -> None:
-    settings = settings_for(bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", data)
+    settings = settings_for(bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", data, [1])
     create_topics(settings)
     produce(bootstrap, settings.topic_events, records)
     raw_s = raw_consume(bootstrap, settings.topic_events, len(records))
     raw_rate = events / raw_s if raw_s > 0 else float("inf")
     codec = codec_rate(records, events)
     rate, to_first = worker_rate(settings, events, data / f"{name}-worker.log")
+    full = settings_for(bootstrap, f"{name}-full-{uuid.uuid4().hex[:6]}", data, [1, 2])
+    create_topics(full)
+    produce(bootstrap, full.topic_events, records)
+    whole, items, alerts = pipeline_rate(full, events, data / f"{name}-full-worker.log")
     print(f"\n== {name}: {len(records):,} records, {events:,} events ==")
     print(
         f"raw confluent-kafka consume : {raw_rate:>12,.0f} events/s "
@@ -148,6 +223,10 @@ def run_case(name: str, bootstrap: str, records: list[bytes], events: int, data:
         "after start)"
     )
     print(f"ratios: worker/raw {rate / raw_rate:.3f}, worker/codec {rate / codec:.3f}")
+    print(
+        f"whole worker, stage 1 + 2  : {whole:>12,.0f} events/s "
+        f"({items:,} subject copies, {alerts:,} alerts; one process, all detectors)"
+    )
 
 
 def main() -> int:
@@ -166,13 +245,16 @@ def main() -> int:
         bootstrap = broker.bootstrap
     try:
         enc = AvroEncoder()
-        events = simulated(args.events, args.seed)
+        sim = Simulator(seed=args.seed, rate=2000)
+        events = sim.events(args.events)
+        load_registry(sim.registry())
         batched = [enc.batch(events[i : i + args.batch]) for i in range(0, len(events), args.batch)]
         single = [enc.event(e) for e in events[: args.single]]
         print(f"govpipe stage-1 bench on {bootstrap} ({os.cpu_count()} cores); Avro records")
         run_case("batched", bootstrap, batched, len(events), data)
         run_case("single", bootstrap, single, len(single), data)
     finally:
+        clear_bench_keys()
         if broker is not None:
             broker.stop()
     return 0

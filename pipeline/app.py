@@ -159,17 +159,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(settings.topic_metrics, key_serializer="raw", value_serializer="raw")
-    state = app.Table(
-        "subject-state",
-        default=None,
-        partitions=settings.subjects_partitions,
-        schema=faust.Schema(key_serializer="govpipe-utf8", value_serializer="govpipe-orjson"),
-        extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
-    )
     max_records, within = settings.batch_max_records, settings.batch_max_wait_s
     partitions = settings.subjects_partitions
 
-    @app.agent(events_topic, name="govpipe.stage1")  # type: ignore[misc]
     async def stage1_agent(stream: Any) -> None:
         async for batch in stream.take_events(max_records, within):
             records = [
@@ -187,7 +179,6 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             ]
             await deliver(messages)
 
-    @app.agent(subjects_topic, name="govpipe.stage2")  # type: ignore[misc]
     async def stage2_agent(stream: Any) -> None:
         # One record at a time: Table writes go to the changelog partition of the
         # current record, and every item of a record belongs to its partition.
@@ -220,6 +211,20 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                     ]
                 await deliver(messages)
                 stage2.mark_sent(state, partition, offset)
+
+    # A process runs stage 1, stage 2 or both (GOVPIPE_WORKER_STAGES); processes that
+    # run different stages belong to different consumer groups (GOVPIPE_APP_ID).
+    if 1 in settings.worker_stages:
+        app.agent(events_topic, name="govpipe.stage1")(stage1_agent)
+    if 2 in settings.worker_stages:
+        state = app.Table(
+            "subject-state",
+            default=None,
+            partitions=settings.subjects_partitions,
+            schema=faust.Schema(key_serializer="govpipe-utf8", value_serializer="govpipe-orjson"),
+            extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        )
+        app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
 
     @app.page("/metrics")  # type: ignore[misc]
     async def metrics_page(web: Any, request: Any) -> Any:

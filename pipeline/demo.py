@@ -34,6 +34,16 @@ from pipeline.enrichment.registry import parse_registry, write_identities
 from pipeline.settings import Settings, settings_env
 
 DEMO_PREFIX = "govpipe-demo:nhi:"
+#: (label, numerator, denominator): productivity first, then governance (DESIGN §4).
+RATES = (
+    ("success", "tasks_succeeded", "tasks_completed"),
+    ("safe", "tasks_safe", "tasks_completed"),
+    ("authorised", "actions_authorized", "actions_total"),
+    ("attributable", "actions_attributable", "actions_total"),
+    ("ephemeral", "actions_ephemeral", "actions_with_credential"),
+    ("revoked", "task_credentials_revoked", "task_credentials_completed"),
+    ("meaningful", "approvals_meaningful", "approvals_decided"),
+)
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
 
 
@@ -49,7 +59,44 @@ class DemoView:
     updates: int = 0
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=8))
     rate: float = 0.0
+    #: newest revision of every metric record key
+    windows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     _last: tuple[float, float] | None = None
+
+    def add_metric(self, record: dict[str, Any]) -> None:
+        key = (
+            record["window_start"],
+            record["window_size_ms"],
+            record["dimension"],
+            record["dimension_value"],
+        )
+        old = self.windows.get(key)
+        if old is None or record["revision"] >= old["revision"]:
+            self.windows[key] = record
+
+    def governance_table(self) -> list[str]:
+        """Per team (and overall), every rate summed over the windows so far."""
+        sums: dict[str, Counter[str]] = {}
+        for (_, _, dim, value), rec in self.windows.items():
+            if dim not in ("global", "team"):
+                continue
+            name = "ALL" if dim == "global" else str(value)
+            total = sums.setdefault(name, Counter())
+            for _, num, den in RATES:
+                total[num] += int(rec.get(num) or 0)
+                total[den] += int(rec.get(den) or 0)
+        if not sums:
+            return ["(no metric window closed yet: windows close one minute of event time in)"]
+        head = f"{'team':16}" + "".join(f"{label:>13}" for label, _, _ in RATES)
+        lines = [head]
+        for name in sorted(sums, key=lambda n: (n != "ALL", n)):
+            total = sums[name]
+            cells = []
+            for _, num, den in RATES:
+                d = total[den]
+                cells.append(f"{100 * total[num] / d:>12.1f}%" if d else f"{'-':>13}")
+            lines.append(f"{name[:16]:16}" + "".join(cells))
+        return lines
 
     def scrape(self, port: int) -> None:
         try:
@@ -100,6 +147,10 @@ class DemoView:
             + "  ".join(f"{s}={self.alerts_by_severity[s]}" for s in SEVERITY_ORDER),
             "by detector: "
             + "  ".join(f"{d}={n}" for d, n in sorted(self.alerts_by_detector.items())),
+            f"metric windows: {len(self.windows)} records "
+            "(productivity: success | governance: safe, authorised, attributable, "
+            "ephemeral, revoked on completion, meaningful review)",
+            *self.governance_table(),
             "latest:",
             *[f"  {line}" for line in self.recent],
         ]
@@ -129,6 +180,36 @@ def _read_alerts(settings: Settings, view: DemoView, stop: threading.Event) -> N
                     view.add_alert(orjson.loads(value))
                 except orjson.JSONDecodeError:
                     continue
+    finally:
+        consumer.close()
+
+
+def _read_metrics(settings: Settings, view: DemoView, stop: threading.Event) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from pipeline.metrics import MetricCodec
+
+    codec = MetricCodec.from_settings(settings, fmt=settings.metrics_format)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"demo-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    md = consumer.list_topics(settings.topic_metrics, timeout=10)
+    parts = md.topics[settings.topic_metrics].partitions
+    consumer.assign([TopicPartition(settings.topic_metrics, p, OFFSET_BEGINNING) for p in parts])
+    try:
+        while not stop.is_set():
+            for msg in consumer.consume(500, timeout=0.5):
+                value = msg.value()
+                if msg.error() or value is None:
+                    continue
+                try:
+                    view.add_metric(codec.decode(value).to_dict())
+                except Exception as exc:  # a record we cannot read is skipped, not fatal
+                    view.recent.append(f"unreadable metric record ({type(exc).__name__})")
     finally:
         consumer.close()
 
@@ -208,8 +289,8 @@ def run_demo(
         sim_log = (data / "simulator.log").open("wb")
         simulator = subprocess.Popen(sim_cmd, env=env, stdout=sim_log, stderr=subprocess.STDOUT)
         view = DemoView()
-        reader = threading.Thread(target=_read_alerts, args=(settings, view, stop), daemon=True)
-        reader.start()
+        for target in (_read_alerts, _read_metrics):
+            threading.Thread(target=target, args=(settings, view, stop), daemon=True).start()
         tty = sys.stdout.isatty()
         deadline = time.monotonic() + duration if duration else None
         try:
@@ -226,8 +307,10 @@ def run_demo(
                     )
                     return 1
                 if simulator.poll() not in (None, 0):
-                    print(f"govpipe demo: the simulator failed; see {data / 'simulator.log'}",
-                          file=sys.stderr)
+                    print(
+                        f"govpipe demo: the simulator failed; see {data / 'simulator.log'}",
+                        file=sys.stderr,
+                    )
                     return 1
                 if deadline is not None and time.monotonic() >= deadline:
                     break

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
+    worker_stages: list[Literal[1, 2]] = Field(default=[1, 2], min_length=1)
     batch_max_records: int = Field(500, ge=1, le=100_000)
     batch_max_wait_s: float = Field(0.05, gt=0, le=10)
     max_record_bytes: int = Field(2 * 1024 * 1024 - 4096, ge=1024)

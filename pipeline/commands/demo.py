@@ -8,7 +8,7 @@ import argparse
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("demo", help="run everything locally with simulated traffic")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    parser.add_argument("--rate", type=float, default=2000.0, help="simulated events/s")
+    parser.add_argument("--rate", type=float, default=300.0, help="simulated events/s")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--speed", type=float, default=4.0, help="simulated seconds per wall second"

@@ -11,7 +11,7 @@ import pkgutil
 from collections.abc import Collection
 from functools import cache
 
-from pipeline.detectors.base import Detector, Event, subject_of
+from pipeline.detectors.base import SUBJECT_FIELDS, Detector, Event
 
 #: Machinery modules in this package: never detectors, not imported by discovery.
 MACHINERY = frozenset(
@@ -72,14 +72,17 @@ def subject_value(kind: str, event: Event) -> str | None:
     An event with no identity belongs to the ``<unattributed>`` identity subject,
     so AT-01 and SL-01 see it.
     """
-    value = subject_of(kind, event)
-    if value is None and kind == "identity":
+    for name in SUBJECT_FIELDS[kind]:  # base.subject_of, inlined: runs per event copy
+        value = event.get(name)
+        if value:
+            return value if isinstance(value, str) else str(value)
+    if kind == "identity":
         return UNATTRIBUTED
-    if value is None and kind == "task":
+    if kind == "task":
         credential = event.get("credential")
         if isinstance(credential, dict) and credential.get("task_id"):
-            value = str(credential["task_id"])
-    return value
+            return str(credential["task_id"])
+    return None
 
 
 @cache

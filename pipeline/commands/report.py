@@ -1,0 +1,83 @@
+"""`govpipe report --out report.html`: a self-contained HTML report of metrics and alerts.
+
+Reads ``governance.metrics.v1`` and ``governance.alerts.v1`` from the oldest record
+to the end (assign, until quiet; nothing committed, no group joined) and writes one
+HTML page with inline CSS and SVG: nothing on it is fetched from anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "report", help="an HTML report: successful vs safe completion, rates by team, alerts"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("report.html"), metavar="FILE", help="the HTML file"
+    )
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        default=True,
+        help="read both topics from the oldest record (the default; a report needs history)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        metavar="N",
+        help="stop reading each topic after N seconds (the report says it may be incomplete)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="quiet seconds that mean a topic has been read to the end",
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="also render the page to a PNG with headless Chromium",
+    )
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from pipeline.errors import GovpipeError
+    from pipeline.report import build_report
+
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise GovpipeError("--max-seconds must be positive")
+    settings = get_settings()
+    built = build_report(settings, args.out, idle_s=args.idle, max_seconds=args.max_seconds)
+    s, data = built.summary, built.data
+    success, safe = s.completion
+    print(
+        f"wrote {built.path}: {data.metric_records_read} metric records "
+        f"({s.metric_windows} global windows), {s.alerts_total} distinct alerts "
+        f"from {data.alert_records_read} records"
+    )
+    if success.denominator:
+        print(
+            f"successful completion {success.numerator}/{success.denominator}, "
+            f"safe completion {safe.numerator}/{safe.denominator}"
+        )
+    for note in s.notes:
+        print(f"note: {note}")
+    if args.screenshot is not None:
+        from pipeline.report.screenshot import ScreenshotError, screenshot
+
+        try:
+            png = screenshot(built.path, args.screenshot)
+        except ScreenshotError as exc:
+            raise GovpipeError(f"screenshot: {exc}") from None
+        print(f"wrote {png}")
+    return 0

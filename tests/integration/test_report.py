@@ -1,0 +1,137 @@
+"""`govpipe report` through the real broker, then the page in a real headless browser."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from pipeline.metrics.codec import MetricCodec
+from pipeline.report import build_report, summarise
+from pipeline.report.charts import SAFE_COLOUR, SUCCESS_COLOUR
+from pipeline.report.sample import make_sample, sample_data
+from pipeline.report.screenshot import find_chromium, screenshot
+from pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SEED = 11
+MINUTES = 45
+HOSTILE_ID = "<script>document.title='pwned'</script>"
+HOSTILE_ALERTS = 60
+
+
+def publish_sample(settings: Settings) -> None:
+    sample = make_sample(SEED, minutes=MINUTES)
+    producer = Producer({**settings.confluent_config(), "linger.ms": 20})
+    for key, value in sample.metric_values(MetricCodec.from_settings(settings)):
+        producer.produce(settings.topic_metrics, value, key=key)
+    for key, value in sample.alert_values():
+        producer.produce(settings.topic_alerts, value, key=key)
+    # hostile and broken records: escaped or skipped, never a crash (enough hostile
+    # alerts to make their identity the top offender, so the page shows it)
+    for i in range(HOSTILE_ALERTS):
+        hostile = {
+            "alert_id": f"h{i}",
+            "detector": "SP-06",
+            "severity": "high",
+            "time": sample.metrics[0].window_start + 1000 * i,
+            "identity_id": HOSTILE_ID,
+        }
+        producer.produce(settings.topic_alerts, orjson.dumps(hostile))
+    producer.produce(settings.topic_alerts, b"not json")
+    producer.produce(settings.topic_metrics, b"\x00\x00\x00\x00\x09junk")
+    assert producer.flush(30) == 0
+
+
+def test_report_from_topics_renders_in_a_browser(settings_factory, tmp_path: Path) -> None:
+    settings = settings_factory(output_partitions=2)
+    publish_sample(settings)
+    out = tmp_path / "report.html"
+
+    built = build_report(settings, out, idle_s=1.0, max_seconds=60)
+
+    expected = summarise(sample_data(SEED, minutes=MINUTES))
+    s = built.summary
+    assert built.data.metrics_skipped == 1 and built.data.alerts_skipped == 1
+    assert s.completion == expected.completion and s.governance == expected.governance
+    assert s.alerts_total == expected.alerts_total + HOSTILE_ALERTS
+    assert s.metric_windows == MINUTES and s.window_size_ms == 60_000
+    page = out.read_text(encoding="utf-8")
+    assert "<script" not in page
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in page
+    assert "http://" not in page and "https://" not in page
+    assert s.identities[0].name == HOSTILE_ID
+
+    browser = find_chromium()
+    if browser is None:
+        pytest.skip("chromium not installed: apt-get install chromium to run the browser check")
+    png = screenshot(out, tmp_path / "report.png", width=1280, height=2000, browser=browser)
+    data = png.read_bytes()
+    assert len(data) > 20_000, len(data)
+    width, height, pixels = decode_png(data, max_rows=1000)
+    assert (width, height) == (1280, 2000)
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), 3 * 7)}
+    assert len(colours) > 50, "the page rendered as (nearly) one colour"
+    # the legend swatches and headline figures use the two series colours exactly:
+    # the page's own CSS and SVG were applied by the browser
+    for colour in (SUCCESS_COLOUR, SAFE_COLOUR):
+        rgb = bytes.fromhex(colour.removeprefix("#"))
+        assert rgb in {pixels[i : i + 3] for i in range(0, len(pixels), 3)}, colour
+
+
+def decode_png(data: bytes, max_rows: int) -> tuple[int, int, bytes]:
+    """(width, height, RGB bytes of the first ``max_rows`` rows) of an 8-bit RGB/RGBA PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    width = height = 0
+    channels = 3
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour_type = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and colour_type in (2, 6), (depth, colour_type)
+            channels = 4 if colour_type == 6 else 3
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompressobj().decompress(idat, 0)
+    stride = width * channels
+    rows: list[bytearray] = []
+    prev = bytearray(stride)
+    for r in range(min(height, max_rows)):
+        start = r * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        if kind == 1:
+            for i in range(channels, stride):
+                line[i] = (line[i] + line[i - channels]) & 0xFF
+        elif kind == 2:
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev, strict=True))
+        elif kind == 3:
+            for i in range(stride):
+                left = line[i - channels] if i >= channels else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+        elif kind == 4:
+            for i in range(stride):
+                a = line[i - channels] if i >= channels else 0
+                b, c = prev[i], prev[i - channels] if i >= channels else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                line[i] = (line[i] + pred) & 0xFF
+        rows.append(line)
+        prev = line
+    rgb = bytearray()
+    for line in rows:
+        if channels == 3:
+            rgb += line
+        else:
+            for i in range(0, len(line), 4):
+                rgb += line[i : i + 3]
+    return width, height, bytes(rgb)

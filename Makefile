@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint typecheck bench clean
+.PHONY: install demo test test-all test-unit lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Everything, including the tests that document known open gaps (xfail).
+test-all: $(STAMP)
+	$(BIN)/pytest -m '' $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -44,6 +44,7 @@ RATES = (
     ("revoked", "task_credentials_revoked", "task_credentials_completed"),
     ("meaningful", "approvals_meaningful", "approvals_decided"),
 )
+COUNTS = tuple(dict.fromkeys(name for _, num, den in RATES for name in (num, den)))
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
 
 
@@ -82,9 +83,8 @@ class DemoView:
                 continue
             name = "ALL" if dim == "global" else str(value)
             total = sums.setdefault(name, Counter())
-            for _, num, den in RATES:
-                total[num] += int(rec.get(num) or 0)
-                total[den] += int(rec.get(den) or 0)
+            for count in COUNTS:  # each once: several rates share a denominator
+                total[count] += int(rec.get(count) or 0)
         if not sums:
             return ["(no metric window closed yet: windows close one minute of event time in)"]
         head = f"{'team':16}" + "".join(f"{label:>13}" for label, _, _ in RATES)

@@ -237,7 +237,7 @@ def _cleanup_redis(redis_url: str) -> None:
 
 
 def run_demo(
-    base: Settings, duration: float | None, rate: float, seed: int, speed: float = 4.0
+    base: Settings, duration: float | None, rate: float, seed: int, speed: float = 8.0
 ) -> int:
     from pipeline.simulate import Simulator
 

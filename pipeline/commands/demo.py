@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--rate", type=float, default=300.0, help="simulated events/s")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--speed", type=float, default=4.0, help="simulated seconds per wall second"
+        "--speed", type=float, default=8.0, help="simulated seconds per wall second"
     )
     parser.set_defaults(handler=_run)
 

@@ -233,6 +233,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--single", type=int, default=40_000)
+    parser.add_argument("--skip-single", action="store_true", help="batched records only")
     parser.add_argument("--batch", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bootstrap", default=None, help="default: start an embedded Tansu")
@@ -252,7 +253,8 @@ def main() -> int:
         single = [enc.event(e) for e in events[: args.single]]
         print(f"govpipe stage-1 bench on {bootstrap} ({os.cpu_count()} cores); Avro records")
         run_case("batched", bootstrap, batched, len(events), data)
-        run_case("single", bootstrap, single, len(single), data)
+        if not args.skip_single:
+            run_case("single", bootstrap, single, len(single), data)
     finally:
         clear_bench_keys()
         if broker is not None:

@@ -32,6 +32,7 @@ from pipeline.embedded.ports import free_port
 from pipeline.enrichment.keys import KeySpace
 from pipeline.enrichment.registry import parse_registry, write_identities
 from pipeline.settings import Settings, settings_env
+from pipeline.topicread import open_reader
 
 DEMO_PREFIX = "govpipe-demo:nhi:"
 #: (label, numerator, denominator): productivity first, then governance (DESIGN §4).
@@ -157,19 +158,12 @@ class DemoView:
         return "\n".join(lines)
 
 
-def _read_alerts(settings: Settings, view: DemoView, stop: threading.Event) -> None:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"demo-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
-    )
-    md = consumer.list_topics(settings.topic_alerts, timeout=10)
-    parts = md.topics[settings.topic_alerts].partitions
-    consumer.assign([TopicPartition(settings.topic_alerts, p, OFFSET_BEGINNING) for p in parts])
+def _follow(
+    settings: Settings, topic: str, handle: Any, stop: threading.Event, view: DemoView
+) -> None:
+    """Feed every record of ``topic`` to ``handle`` until ``stop``; unreadable ones are
+    shown in the feed, never fatal."""
+    consumer, _ = open_reader(settings, topic, purpose="demo")
     try:
         while not stop.is_set():
             for msg in consumer.consume(500, timeout=0.5):
@@ -177,41 +171,28 @@ def _read_alerts(settings: Settings, view: DemoView, stop: threading.Event) -> N
                 if msg.error() or value is None:
                     continue
                 try:
-                    view.add_alert(orjson.loads(value))
-                except orjson.JSONDecodeError:
-                    continue
+                    handle(value)
+                except Exception as exc:
+                    view.recent.append(f"unreadable record on {topic} ({type(exc).__name__})")
     finally:
         consumer.close()
+
+
+def _read_alerts(settings: Settings, view: DemoView, stop: threading.Event) -> None:
+    _follow(settings, settings.topic_alerts, lambda v: view.add_alert(orjson.loads(v)), stop, view)
 
 
 def _read_metrics(settings: Settings, view: DemoView, stop: threading.Event) -> None:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
     from pipeline.metrics import MetricCodec
 
     codec = MetricCodec.from_settings(settings, fmt=settings.metrics_format)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"demo-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
+    _follow(
+        settings,
+        settings.topic_metrics,
+        lambda v: view.add_metric(codec.decode(v).to_dict()),
+        stop,
+        view,
     )
-    md = consumer.list_topics(settings.topic_metrics, timeout=10)
-    parts = md.topics[settings.topic_metrics].partitions
-    consumer.assign([TopicPartition(settings.topic_metrics, p, OFFSET_BEGINNING) for p in parts])
-    try:
-        while not stop.is_set():
-            for msg in consumer.consume(500, timeout=0.5):
-                value = msg.value()
-                if msg.error() or value is None:
-                    continue
-                try:
-                    view.add_metric(codec.decode(value).to_dict())
-                except Exception as exc:  # a record we cannot read is skipped, not fatal
-                    view.recent.append(f"unreadable metric record ({type(exc).__name__})")
-    finally:
-        consumer.close()
 
 
 def _load_registry(redis_url: str, registry: list[dict[str, Any]]) -> int:

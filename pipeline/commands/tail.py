@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
 import orjson
 
 from pipeline import tailview
-from pipeline.errors import GovpipeError, InfraError, RejectedInput
+from pipeline.errors import InfraError, RejectedInput
 from pipeline.settings import get_settings
 from pipeline.topics import spec_for
 
@@ -132,13 +131,9 @@ def follow(
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from confluent_kafka import (
-        OFFSET_BEGINNING,
-        OFFSET_END,
-        Consumer,
-        KafkaException,
-        TopicPartition,
-    )
+    from confluent_kafka import KafkaException
+
+    from pipeline.topicread import open_reader
 
     settings = get_settings()
     kind: Kind = args.what
@@ -154,24 +149,14 @@ def _handle(args: argparse.Namespace) -> int:
         colour=sys.stdout.isatty() and not args.as_json,
         metric_codec=codec,
     )
-    consumer = Consumer(
-        {
-            **settings.confluent_config(),
-            "group.id": f"govpipe-tail-{uuid.uuid4()}",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+    consumer, partitions = open_reader(
+        settings, topic, from_beginning=args.from_beginning, eof_events=True, purpose="tail"
     )
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise GovpipeError(f"topic {topic} does not exist: run `govpipe topics create`")
-        start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in sorted(meta.partitions)])
         return follow(
             consumer,
             render,
-            partitions=len(meta.partitions),
+            partitions=partitions,
             limit=args.limit,
             keep_following=args.follow,
             idle_s=args.idle,

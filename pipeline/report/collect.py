@@ -13,7 +13,6 @@ Update of the same finding, not a new one). Bad records are counted, never raise
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -24,6 +23,7 @@ from pipeline.errors import GovpipeError, InfraError, RejectedInput
 from pipeline.metrics.codec import MetricCodec
 from pipeline.metrics.record import MetricRecord, record_key
 from pipeline.settings import Settings
+from pipeline.topicread import open_reader
 
 DEFAULT_IDLE_S: Final = 2.0
 #: A single alert larger than this is not an alert govpipe wrote; it is skipped.
@@ -69,18 +69,19 @@ class TopicReader:
         self._clock = clock
 
     def _open(self) -> tuple[Any, int]:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        if self._consumer is None:
+            return open_reader(
+                self.settings,
+                self.topic,
+                eof_events=True,
+                extra={
+                    "fetch.max.bytes": 50 * 1024 * 1024,
+                    "max.partition.fetch.bytes": 10 * 1024 * 1024,
+                },
+            )
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        consumer = self._consumer or Consumer(
-            {
-                **self.settings.confluent_config(),
-                "group.id": f"govpipe-read-{uuid.uuid4()}",  # required by librdkafka; never joined
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.max.bytes": 50 * 1024 * 1024,
-                "max.partition.fetch.bytes": 10 * 1024 * 1024,
-            }
-        )
+        consumer = self._consumer
         meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
         if meta is None or meta.error is not None or not meta.partitions:
             consumer.close()

@@ -1,0 +1,62 @@
+"""Routing to stage 2: stable partitions, fan-out by subject, bounded internal records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pipeline.detectors.engine import DetectionEngine
+from pipeline.flow.route import decode_subject_batch, partition_for, route
+from pipeline.flow.stage1 import encode_bounded
+from pipeline.flow.validate import validate_event
+from tests.support.events import make_event
+
+
+def test_partition_is_stable_across_processes() -> None:
+    """``hash()`` is salted per process; the routing hash must not be."""
+    here = partition_for("identity:agent-7", 6)
+    code = (
+        "from pipeline.flow.route import partition_for; print(partition_for('identity:agent-7', 6))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(other.stdout) == here
+
+
+def test_each_event_has_one_primary_copy_and_one_copy_per_subject() -> None:
+    engine = DetectionEngine()
+    events = [validate_event(make_event(i)) for i in range(40)]
+    routed = route(events, 6, engine.subject_kinds_for)
+    items = [item for part in routed.values() for item in part]
+    primaries = [e["event_id"] for _, _, e, primary in items if primary]
+    assert sorted(primaries) == sorted(e["event_id"] for e in events)
+    for event in events:
+        copies = {(k, s) for k, s, e, _ in items if e["event_id"] == event["event_id"]}
+        assert copies == set(engine.subject_kinds_for(event))
+    for partition, part in routed.items():
+        assert all(partition_for(f"{k}:{s}", 6) == partition for k, s, _, _ in part)
+
+
+def test_unattributed_events_still_reach_an_identity_subject() -> None:
+    engine = DetectionEngine()
+    event = validate_event(make_event(0, event_type="action", identity_id=None))
+    assert ("identity", "<unattributed>") in engine.subject_kinds_for(event)
+
+
+def test_encode_bounded_splits_keeps_order_and_puts_watermark_last() -> None:
+    engine = DetectionEngine()
+    events = [validate_event(make_event(i, justification="x" * 2000)) for i in range(300)]
+    items = [item for part in route(events, 1, engine.subject_kinds_for).values() for item in part]
+    parts = encode_bounded(items, 1234, max_bytes=64 * 1024)
+    assert len(parts) > 1
+    assert all(len(p) <= 64 * 1024 for p in parts)
+    decoded = [decode_subject_batch(p) for p in parts]
+    assert [wm for wm, _ in decoded] == [None] * (len(parts) - 1) + [1234]
+    rejoined = [item for _, chunk in decoded for item in chunk]
+    assert [(k, s, e["event_id"]) for k, s, e, _ in rejoined] == [
+        (k, s, e["event_id"]) for k, s, e, _ in items
+    ]
+
+
+def test_encode_bounded_small_input_is_one_record() -> None:
+    assert len(encode_bounded([], 5)) == 1
+    assert decode_subject_batch(encode_bounded([], 5)[0]) == (5, [])

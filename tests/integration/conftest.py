@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from pipeline.admin import create_topics
 from pipeline.embedded import EmbeddedBroker, LocalRedis
@@ -33,12 +34,31 @@ def kafka_bootstrap() -> Iterator[str]:
         broker.stop()
 
 
+#: Key patterns the integration tests write in their database: the default registry
+#: prefix and the per-test ``t<tag>:nhi:`` prefixes.
+TEST_KEY_PATTERNS = ("nhi:*", "t*:nhi:*")
+
+
+def _clean_test_keys(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        for pattern in TEST_KEY_PATTERNS:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            for i in range(0, len(keys), 1000):
+                client.delete(*keys[i : i + 1000])
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """The tests' own Redis database, emptied of test keys before and after the session."""
     local = LocalRedis(f"redis://127.0.0.1:6379/{REDIS_TEST_DB}").start()
+    _clean_test_keys(local.url)
     try:
         yield local.url
     finally:
+        _clean_test_keys(local.url)
         local.stop()
 
 

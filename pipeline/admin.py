@@ -60,9 +60,3 @@ def create_topics(
     order = {s.name: i for i, s in enumerate(specs)}
     results.sort(key=lambda r: order.get(r.name, 0))
     return results
-
-
-def describe_partitions(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
-    """Partition count of every topic the broker knows."""
-    md = admin_client(settings).list_topics(timeout=timeout)
-    return {name: len(t.partitions) for name, t in md.topics.items()}

@@ -8,9 +8,10 @@ keep only a ``done`` marker, so a redelivered decision does not judge them twice
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from pipeline.detectors.base import Context, Event, State
+from pipeline.detectors.base import Context, Event, Finding, OnEvents, OnWatermark, State
 from pipeline.detectors.common import event_context, identity_of
 
 #: Distinct viewers remembered per approval (a real review has one or two).
@@ -99,3 +100,25 @@ def approval_context(state: State, decided: Brief) -> dict[str, Any]:
     if decided.get("approver"):
         ctx["approver"] = decided["approver"]
     return ctx
+
+
+Verdict = Callable[[Context, State, Brief], list[Finding]]
+
+
+def judged_once(verdict: Verdict) -> tuple[OnEvents, OnWatermark]:
+    """The on_events / on_watermark pair of a detector that judges each approval once,
+    when the watermark has passed its decision: note the events, wait, judge, finish."""
+
+    def judge(ctx: Context, state: State) -> list[Finding]:
+        decided = decided_and_complete(ctx, state)
+        if decided is None:
+            return []
+        findings = verdict(ctx, state, decided)
+        finish(state)
+        return findings
+
+    def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
+        note(state, events)
+        return judge(ctx, state)
+
+    return on_events, judge

@@ -15,7 +15,6 @@ from pipeline.detectors.base import (
     Context,
     Detector,
     DetectorSpec,
-    Event,
     Finding,
     State,
 )
@@ -48,21 +47,8 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    approvals.note(state, events)
-    return _judge(ctx, state)
-
-
-def on_watermark(ctx: Context, state: State) -> list[Finding]:
-    return _judge(ctx, state)
-
-
-def _judge(ctx: Context, state: State) -> list[Finding]:
-    decided = approvals.decided_and_complete(ctx, state)
-    if decided is None:
-        return []
+def _verdict(ctx: Context, state: State, decided: approvals.Brief) -> list[Finding]:
     finding = _finding(ctx, state, decided)
-    approvals.finish(state)
     return [finding] if finding is not None else []
 
 
@@ -102,4 +88,5 @@ def _finding(ctx: Context, state: State, decided: approvals.Brief) -> Finding | 
     )
 
 
+on_events, on_watermark = approvals.judged_once(_verdict)
 DETECTOR = Detector(spec=SPEC, on_events=on_events, on_watermark=on_watermark)

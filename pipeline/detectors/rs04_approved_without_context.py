@@ -12,7 +12,6 @@ from pipeline.detectors.base import (
     Context,
     Detector,
     DetectorSpec,
-    Event,
     Finding,
     State,
 )
@@ -42,19 +41,7 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    approvals.note(state, events)
-    return _judge(ctx, state)
-
-
-def on_watermark(ctx: Context, state: State) -> list[Finding]:
-    return _judge(ctx, state)
-
-
-def _judge(ctx: Context, state: State) -> list[Finding]:
-    decided = approvals.decided_and_complete(ctx, state)
-    if decided is None:
-        return []
+def _verdict(ctx: Context, state: State, decided: approvals.Brief) -> list[Finding]:
     viewed = approvals.first_view_by(state, decided["approver"], decided["t"])
     findings = []
     if decided["decision"] == "approved" and viewed is None:
@@ -74,8 +61,8 @@ def _judge(ctx: Context, state: State) -> list[Finding]:
                 context=approvals.approval_context(state, decided),
             )
         )
-    approvals.finish(state)
     return findings
 
 
+on_events, on_watermark = approvals.judged_once(_verdict)
 DETECTOR = Detector(spec=SPEC, on_events=on_events, on_watermark=on_watermark)

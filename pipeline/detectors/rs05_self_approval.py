@@ -14,7 +14,6 @@ from pipeline.detectors.base import (
     Context,
     Detector,
     DetectorSpec,
-    Event,
     Finding,
     State,
 )
@@ -52,23 +51,11 @@ RELATIONS = (
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    approvals.note(state, events)
-    return _judge(ctx, state)
-
-
-def on_watermark(ctx: Context, state: State) -> list[Finding]:
-    return _judge(ctx, state)
-
-
 def _same(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and bool(a) and a.casefold() == b.casefold()
 
 
-def _judge(ctx: Context, state: State) -> list[Finding]:
-    decided = approvals.decided_and_complete(ctx, state)
-    if decided is None:
-        return []
+def _verdict(ctx: Context, state: State, decided: approvals.Brief) -> list[Finding]:
     requester = state.get("requested") or decided
     approver = decided["approver"]
     matched = [
@@ -92,8 +79,8 @@ def _judge(ctx: Context, state: State) -> list[Finding]:
                 context=approvals.approval_context(state, decided),
             )
         )
-    approvals.finish(state)
     return findings
 
 
+on_events, on_watermark = approvals.judged_once(_verdict)
 DETECTOR = Detector(spec=SPEC, on_events=on_events, on_watermark=on_watermark)

@@ -120,6 +120,15 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entry(
+    client: redis.Redis, key: str, fields: Any, view: Any, report: GarbageReport
+) -> dict[str, Any]:
+    """The raw hash beside what the enricher makes of it (None when absent)."""
+    raw = read_hash(client, key)
+    enriched = view(key, [raw.get(f) for f in fields], report) if raw is not None else None
+    return {"key": key, "fields": raw, "enrichment": enriched}
+
+
 def _show(args: argparse.Namespace) -> int:
     if not args.identity_id and not args.credential:
         raise ConfigError("identities show needs an IDENTITY_ID or --credential ID")
@@ -131,29 +140,17 @@ def _show(args: argparse.Namespace) -> int:
     found = True
     try:
         if args.identity_id:
-            key = keys.identity(args.identity_id)
-            raw = read_hash(client, key)
-            found &= raw is not None
-            out["identity"] = {
-                "key": key,
-                "fields": raw,
-                "enrichment": identity_view(key, [raw.get(f) for f in IDENTITY_FIELDS], report)
-                if raw is not None
-                else None,
-            }
+            out["identity"] = _entry(
+                client, keys.identity(args.identity_id), IDENTITY_FIELDS, identity_view, report
+            )
+            found &= out["identity"]["fields"] is not None
             if args.credentials:
                 out["credential_ids"] = credentials_of(client, keys, args.identity_id)
         if args.credential:
-            key = keys.credential(args.credential)
-            raw = read_hash(client, key)
-            found &= raw is not None
-            out["credential"] = {
-                "key": key,
-                "fields": raw,
-                "enrichment": credential_view(key, [raw.get(f) for f in CREDENTIAL_FIELDS], report)
-                if raw is not None
-                else None,
-            }
+            out["credential"] = _entry(
+                client, keys.credential(args.credential), CREDENTIAL_FIELDS, credential_view, report
+            )
+            found &= out["credential"]["fields"] is not None
     except ResponseError as exc:
         # e.g. WRONGTYPE: someone stored a non-hash under a registry key.
         raise ConfigError(f"cannot read the registry key: {str(exc)[:160]}") from None

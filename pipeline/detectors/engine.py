@@ -23,6 +23,10 @@ from pipeline.detectors.policy import DEFAULT_POLICY, Policy
 from pipeline.detectors.registry import all_detectors, subject_kinds_for
 
 
+def _event_time(event: Event) -> int:
+    return int(event["event_time"])
+
+
 class DetectionEngine:
     """Detectors with the policy applied: switches, thresholds, severities, exceptions."""
 
@@ -45,6 +49,10 @@ class DetectionEngine:
                     dataclasses.replace(det, spec=spec)
                 )
         self.enabled_ids = frozenset(i for i, s in self.specs.items() if s.enabled)
+        # Per-call work hoisted out of the hot path (stage 2 calls ``process`` for
+        # every subject of every record): live ids per kind, severity overrides.
+        self._live = {k: frozenset(d.spec.id for d in ds) for k, ds in self._by_kind.items()}
+        self._severity = {i: self.policy.severity(s) for i, s in self.specs.items()}
 
     def subject_kinds_for(self, event: Event) -> list[tuple[str, str]]:
         """Where stage 1 must route ``event``: one (kind, value) per subject it feeds."""
@@ -65,20 +73,29 @@ class DetectionEngine:
         lateness): they feed only single-event detectors (DESIGN §3 "Event time").
         """
         detectors = self._by_kind.get(kind, [])
-        live = {d.spec.id for d in detectors}
-        for stale in [k for k in state if not k.startswith("_") and k not in live]:
+        live = self._live.get(kind, frozenset())
+        for stale in [k for k in state if k not in live and not k.startswith("_")]:
             del state[stale]  # a detector disabled or removed since: its state is moot
-        ordered = sorted(events, key=lambda e: e["event_time"])  # stable: ties keep order
-        late_ordered = sorted(late, key=lambda e: e["event_time"]) if late else []
+        if len(events) > 1:
+            events = sorted(events, key=_event_time)  # stable: ties keep their order
+        if late and len(late) > 1:
+            late = sorted(late, key=_event_time)
+        present = {e["event_type"] for e in events}
+        if late:
+            present.update(e["event_type"] for e in late)
         findings: list[Finding] = []
         for det in detectors:
-            source = ordered + late_ordered if det.spec.window_ms is None else ordered
-            batch = [e for e in source if e.get("event_type") in det.spec.event_types]
+            types = det.spec.event_types
+            if present.isdisjoint(types):
+                continue
+            source = events + late if late and det.spec.window_ms is None else events
+            batch = [e for e in source if e["event_type"] in types]
             if not batch:
                 continue
             own = state.setdefault(det.spec.id, {})
             found = det.on_events(self._context(det, subject, watermark), own, batch)
-            findings += self._apply_policy(det.spec, found)
+            if found:
+                findings += self._apply_policy(det.spec, found)
             if not own:
                 del state[det.spec.id]
         for det in detectors:
@@ -88,7 +105,8 @@ class DetectionEngine:
                 continue
             del own["_deadline"]
             found = det.on_watermark(self._context(det, subject, watermark), own)
-            findings += self._apply_policy(det.spec, found)
+            if found:
+                findings += self._apply_policy(det.spec, found)
             if not own:
                 del state[det.spec.id]
         return findings
@@ -134,7 +152,7 @@ class DetectionEngine:
 
     def _apply_policy(self, spec: DetectorSpec, findings: list[Finding]) -> list[Finding]:
         kept = []
-        override = self.policy.severity(spec)
+        override = self._severity.get(spec.id)
         for finding in findings:
             if self.policy.excepted(spec.id, finding.context):
                 continue

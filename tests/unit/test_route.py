@@ -5,11 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
+
 from pipeline.detectors.engine import DetectionEngine
-from pipeline.flow.route import decode_subject_batch, partition_for, route
+from pipeline.flow.route import decode_subject_batch, encode_subject_batch, partition_for, route
 from pipeline.flow.stage1 import encode_bounded
 from pipeline.flow.validate import validate_event
 from tests.support.events import make_event
+from tests.unit.detectors.factory import enriched
+
+T0 = 1_764_000_000_000
 
 
 def test_partition_is_stable_across_processes() -> None:
@@ -60,3 +65,19 @@ def test_encode_bounded_splits_keeps_order_and_puts_watermark_last() -> None:
 def test_encode_bounded_small_input_is_one_record() -> None:
     assert len(encode_bounded([], 5)) == 1
     assert decode_subject_batch(encode_bounded([], 5)[0]) == (5, [])
+
+
+def test_an_event_feeding_several_subjects_is_written_once() -> None:
+    events = [enriched("credential.issued", T0, event_id="e1", credential_id="c-1")]
+    items = route(events, 1, DetectionEngine().subject_kinds_for)[0]
+    assert len(items) >= 2, "the event feeds its identity, credential and task"
+    value = encode_subject_batch(items, T0)
+    assert value.count(b'"event_id":"e1"') == 1
+    wm, decoded = decode_subject_batch(value)
+    assert wm == T0 and decoded == [tuple(i) for i in items]
+
+
+def test_internal_records_of_the_previous_layout_still_decode() -> None:
+    event = enriched("action", T0, event_id="old")
+    old = orjson.dumps({"wm": T0, "items": [["identity", "agent-1", event, True]]})
+    assert decode_subject_batch(old) == (T0, [("identity", "agent-1", event, True)])

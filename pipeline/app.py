@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from pipeline import __version__, faust_codecs, faust_fixes
 from pipeline.detectors.engine import DetectionEngine
@@ -21,7 +22,8 @@ from pipeline.detectors.policy import load_policy
 from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1, encode_bounded
-from pipeline.flow.stage2 import PROGRESS, Stage2
+from pipeline.flow.stage2 import PROGRESS, UNIT_MAX_ITEMS, Record, Stage2
+from pipeline.flow.tablelog import TableLog
 from pipeline.flow.validate import Validator
 from pipeline.metrics import MetricCodec, record_key
 from pipeline.settings import Settings
@@ -89,6 +91,9 @@ def create_faust_app(settings: Settings) -> faust.App:
         producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
         producer_acks=-1,
         producer_linger_ms=5,
+        # A stage-2 unit's changelog writes go out as record batches of this size
+        # (flow/tablelog.py); faust's 16 KiB default split them into many requests.
+        producer_max_batch_size=1024 * 1024,
         stream_buffer_maxsize=8192,
         topic_replication_factor=settings.replication_factor,
         topic_partitions=settings.subjects_partitions,
@@ -180,42 +185,59 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             await deliver(messages)
 
     async def stage2_agent(stream: Any) -> None:
-        # One record at a time: Table writes go to the changelog partition of the
-        # current record, and every item of a record belongs to its partition.
-        async for event in stream.events():
-            partition, offset = event.message.partition, event.message.offset
-            upstream_wm, items = decode_subject_batch(event.value)
-            out = stage2.process(state, partition, offset, upstream_wm, items)
-            if out.alerts or out.items or out.metrics:
-                if out.alerts:
-                    # State before alerts (see flow/stage2.py): an alert is create-or-update
-                    # by state. Deltas, progress and metric records need no flush: a replay
-                    # from the last commit recomputes them identically and they are applied
-                    # once by (source partition, offset, index) or keyed by revision.
-                    await app.producer.flush()
-                messages: list[Outgoing] = [
-                    (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
-                    for a in out.alerts
-                ]
-                messages += [
-                    (metrics_topic, {"key": record_key(m), "value": metric_codec.encode(m)})
-                    for m in out.metrics
-                ]
-                by_partition: dict[int, list[Any]] = {}
-                for item in out.items:
-                    target = (
-                        int(item[1])
-                        if item[0] == PROGRESS
-                        else partition_for(subject_key(item[0], item[1]), partitions)
-                    )
-                    by_partition.setdefault(target, []).append(item)
-                for target, chunk in by_partition.items():
-                    messages += [
-                        (subjects_topic, {"value": value, "partition": target})
-                        for value in encode_bounded(chunk, None)
-                    ]
-                await deliver(messages)
-                stage2.mark_sent(state, partition, offset)
+        # Batch-first: one unit per partition per batch (bounded), its states
+        # written once and appended to the changelog in one produce call.
+        async for batch in stream.take_events(max_records, within):
+            units: dict[int, list[list[Record]]] = {}
+            sizes: dict[int, int] = {}
+            for event in batch:
+                partition = event.message.partition
+                upstream_wm, items = decode_subject_batch(event.value)
+                chunks = units.setdefault(partition, [[]])
+                if sizes.get(partition, 0) + len(items) > UNIT_MAX_ITEMS and chunks[-1]:
+                    chunks.append([])
+                    sizes[partition] = 0
+                chunks[-1].append((event.message.offset, upstream_wm, items))
+                sizes[partition] = sizes.get(partition, 0) + len(items)
+            for partition, chunks in units.items():
+                skip, seek_to = stage2.rewind(state_log, partition, chunks[0][0][0])
+                if seek_to is not None:
+                    await app.consumer.seek(TP(settings.topic_subjects, partition), seek_to)
+                if skip:
+                    continue
+                for records in chunks:
+                    await run_unit(partition, records)
+
+    async def run_unit(partition: int, records: list[Record]) -> None:
+        out = stage2.process_unit(state_log, partition, records)
+        # State before outputs (flow/stage2.py): an alert's activity is decided by
+        # the state, and a restart re-sends the unit's outputs from it.
+        await state_log.write(partition, out.writes)
+        if not (out.alerts or out.items or out.metrics):
+            return
+        messages: list[Outgoing] = [
+            (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
+            for a in out.alerts
+        ]
+        messages += [
+            (metrics_topic, {"key": record_key(m), "value": metric_codec.encode(m)})
+            for m in out.metrics
+        ]
+        by_partition: dict[int, list[Any]] = {}
+        for item in out.items:
+            target = (
+                int(item[1])
+                if item[0] == PROGRESS
+                else partition_for(subject_key(item[0], item[1]), partitions)
+            )
+            by_partition.setdefault(target, []).append(item)
+        for target, chunk in by_partition.items():
+            messages += [
+                (subjects_topic, {"value": value, "partition": target})
+                for value in encode_bounded(chunk, None)
+            ]
+        await deliver(messages)
+        await state_log.write(partition, stage2.sent(partition))
 
     # A process runs stage 1, stage 2 or both (GOVPIPE_WORKER_STAGES); processes that
     # run different stages belong to different consumer groups (GOVPIPE_APP_ID).
@@ -229,6 +251,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             schema=faust.Schema(key_serializer="govpipe-utf8", value_serializer="govpipe-orjson"),
             extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
         )
+        state_log = TableLog(app, state)
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
 
     @app.page("/metrics")  # type: ignore[misc]

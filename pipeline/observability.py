@@ -112,6 +112,24 @@ def render(
         "Absence checks fired by the watermark.",
         [({}, stage2.timers_fired)],
     )
+    w.metric(
+        "govpipe_stage2_units_total",
+        "counter",
+        "Stage-2 units (one partition's records of a batch, one state write each).",
+        [({}, stage2.units)],
+    )
+    w.metric(
+        "govpipe_stage2_states_restored_total",
+        "counter",
+        "States restored from redo chunks after a restart.",
+        [({}, stage2.states_restored)],
+    )
+    w.metric(
+        "govpipe_stage2_offset_gaps_total",
+        "counter",
+        "Assignments where input resumed past the recovered state and was read again.",
+        [({}, stage2.offset_gaps)],
+    )
     if cache is not None:
         w.metric(
             "govpipe_enrichment_cache_lookups_total",

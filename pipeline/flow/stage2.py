@@ -1,25 +1,38 @@
 """Stage 2 (stateful): per-subject detector state, event-time watermark, deduplicated alerts.
 
-One internal record (one stage-1 batch for this partition) is processed at a
-time, and each touched subject's state is written once per record. Crash
-safety without transactions (DESIGN §3b):
+Batch-first (DESIGN §3b): a *unit* is every internal record of one partition
+that one ``take_events`` batch brought. Records are still judged one after the
+other (the watermark moves per record, so a replay with other batch
+boundaries gives the same findings), but each touched subject's state is
+written once per unit, and the writes come back to the caller as one ordered
+list that the worker appends to the Table's changelog in one produce call.
 
-* duplicates from stage-1 replays are dropped per subject by event id;
-* the outputs of a record are written to the partition's entry *before* the
-  subject states (same changelog partition, so Kafka keeps that order): if any
-  state of the record survived a crash, its outputs did too, and the replayed
-  record re-sends the very same alerts (same ids, same activity) instead of
-  recomputing them from a state that already counts them. The worker flushes
-  the changelog before it sends alerts.
+Crash safety without transactions:
+
+* a partition entry records the last offset whose effects are in the state
+  (``done``): a replayed record at or below it is skipped, and duplicates from
+  stage-1 replays (new offsets) are dropped per subject by event id;
+* a unit's writes are, in changelog order: redo chunks (every state the unit
+  changed), the partition entry (``done``, watermark, the unit's outputs,
+  unsent) and then the subject states. Kafka keeps one partition's order, so
+  if the partition entry survived a crash, the redo chunks did too: after a
+  restart the unit's states are restored from them, even where the per-subject
+  writes were lost, and its outputs are re-sent (same alert ids and activity,
+  same metric deltas) instead of being recomputed from a state that already
+  counts them. The worker waits for the changelog before it sends outputs.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
+
+import orjson
 
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.flow import outcomes
@@ -27,25 +40,43 @@ from pipeline.flow.route import Item, partition_for, subject_key
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
 from pipeline.metrics.deltas import Outcome, outcome_deltas
 
+log = logging.getLogger(__name__)
 Event = dict[str, Any]
 PARTITION_KEY = "__partition__:{}"
+#: Redo chunks of a partition's last unit: ``{"done": offset, "states": {key: state}}``.
+REDO_KEY = "__redo__:{}:{}"
+#: Upper bound of one redo chunk's value (the changelog takes 8 MiB messages).
+REDO_CHUNK_BYTES = 1024 * 1024
+#: One internal record: (offset, upstream watermark, items).
+Record = tuple[int, int | None, list[Item]]
+#: One changelog write: (table key, value, value as written).
+Write = tuple[str, Any, bytes]
 #: Subject kind of a metric dimension's windows (fed by deltas routed back to us).
 METRICS = "metrics"
-#: Item kind by which each stage-2 partition tells every partition how far it got.
-#: Metric windows close on the slowest partition's progress (a minimum, as
-#: watermarks combine): a delta is only late if its source was already past it.
+#: Item kind by which each stage-2 partition tells every partition how far it got
+#: (``newest``) and the slowest progress it has itself received (``seen``).
+#: Metric windows close on the minimum of ``seen`` over all partitions, not of
+#: ``newest``: a finding raised on one partition reaches its task on a second
+#: one as a notice, whose correction then travels to the window's partition on
+#: a third. Records from one partition to another keep their order, so a
+#: partition's ``seen`` can only pass a time after it has handled every notice
+#: sent before it, and the corrections it made from them are already on their way
+#: ahead of it. Closing on ``newest`` lost such corrections after an event-time jump.
 PROGRESS = "progress"
 PROGRESS_EVERY_S = 1.0
-#: Per subject, how many recent event ids are remembered for dedup.
+#: How long records are skipped while waiting for a rewound partition's offsets.
+REWIND_PATIENCE_S = 60.0
+#: Upper bound of the items of one unit (its outputs and redo go in single records).
+UNIT_MAX_ITEMS = 20_000
+#: Per subject, how many recent event ids are remembered for dedup (up to 25%
+#: more between trims). Duplicates come from stage-1 replays of the last seconds.
 SEEN_MAX = 2048
 
 
 class StateStore(Protocol):
-    """What stage 2 needs of a faust Table (a dict in unit tests)."""
+    """What stage 2 reads of a faust Table (a dict in unit tests); it never writes."""
 
     def get(self, key: str) -> Any: ...
-
-    def __setitem__(self, key: str, value: Any) -> None: ...
 
     def keys(self) -> Any: ...
 
@@ -62,6 +93,57 @@ class Stage2Output:
     duplicates: int = 0
     watermark: int | None = None
     replayed: bool = False
+    #: records at or below the partition's done offset (a replay), not judged again
+    skipped: int = 0
+    #: the unit's changelog writes, in the order they must be appended
+    writes: list[Write] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """A partition's event-time position while a unit is judged."""
+
+    wm: int | None
+    newest: int | None
+    sources: dict[str, int]
+    #: per partition, the ``seen`` it reported (see PROGRESS)
+    relayed: dict[str, int]
+
+
+def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) -> list[Write]:
+    """Redo chunks, then the partition entry, then the states (see the module doc).
+
+    Each state is serialised once; the redo chunks are spliced from those bytes.
+    """
+    states = [(key, state, orjson.dumps(state)) for key, state in dirty.items()]
+    chunks: list[list[Write]] = []
+    size = 0
+    for write in states:
+        if not chunks or (size + len(write[2]) > REDO_CHUNK_BYTES and chunks[-1]):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(write)
+        size += len(write[2]) + len(write[0]) + 4
+    done = entry["done"]
+    writes: list[Write] = []
+    for i, chunk in enumerate(chunks):
+        body = b",".join(orjson.dumps(key) + b":" + value for key, _, value in chunk)
+        writes.append(
+            (
+                REDO_KEY.format(partition, i),
+                {"done": done, "states": {key: state for key, state, _ in chunk}},
+                b'{"done":' + orjson.dumps(done) + b',"states":{' + body + b"}}",
+            )
+        )
+    entry["redo"] = len(chunks)
+    writes.append((PARTITION_KEY.format(partition), entry, orjson.dumps(entry)))
+    return writes + states
+
+
+def apply_writes(store: Any, writes: list[Write]) -> None:
+    """Apply writes to a dict-like store as a changelog recovery would (from bytes)."""
+    for key, _, value in writes:
+        store[key] = orjson.loads(value)
 
 
 @dataclass
@@ -74,6 +156,11 @@ class Stage2Stats:
     timers_fired: int = 0
     records_in: int = 0
     alerts_by_detector: Counter[str] = field(default_factory=Counter)
+    units: int = 0
+    #: assignments where input resumed past the offsets the recovered state covers
+    offset_gaps: int = 0
+    #: states taken from redo chunks after a restart
+    states_restored: int = 0
     #: newest event time this worker's stage 2 has seen (ms), for the lag gauge
     newest_event_ms: int | None = None
 
@@ -102,12 +189,21 @@ class Stage2:
         #: on the newest event time (their own lateness handles revisions).
         self._timers: dict[int, list[tuple[int, str]]] = {}
         self._metric_timers: dict[int, list[tuple[int, str]]] = {}
-        self._progress_sent: dict[int, tuple[float, int]] = {}
+        self._progress_sent: dict[int, tuple[float, int, int | None]] = {}
+        #: partition → its entry as last written (read from the store once per assignment)
+        self._pstate: dict[int, dict[str, Any]] = {}
+        #: partitions whose first record since assignment was checked against ``done``
+        self._checked: set[int] = set()
+        #: partition → (offset the input was sought back to, monotonic give-up time)
+        self._rewinding: dict[int, tuple[int, float]] = {}
 
     # -- timers ---------------------------------------------------------------
     def forget(self, partitions: set[int]) -> None:
         """Partitions revoked: their timer index is rebuilt if they come back."""
         for p in partitions:
+            self._pstate.pop(p, None)
+            self._checked.discard(p)
+            self._rewinding.pop(p, None)
             self._timers.pop(p, None)
             self._metric_timers.pop(p, None)
 
@@ -132,21 +228,155 @@ class Stage2:
         timers = self._metric_timers if key.startswith(METRICS + ":") else self._timers
         return timers[partition]
 
-    def _index(self, store: StateStore, partition: int) -> None:
+    def _index(self, store: StateStore, partition: int, dirty: dict[str, Any]) -> None:
         if partition in self._timers:
             return
         self._timers[partition], self._metric_timers[partition] = [], []
-        for key in list(store.keys()):
+        for key in {*store.keys(), *dirty}:
             if key.startswith("__") or partition_for(key, self.partitions) != partition:
                 continue
-            state = store.get(key)
+            state = dirty.get(key) or store.get(key)
             deadline = self._deadline(key, state) if state else None
             if deadline is not None:
                 self._heap(key, partition).append((deadline, key))
         heapq.heapify(self._timers[partition])
         heapq.heapify(self._metric_timers[partition])
 
-    # -- records --------------------------------------------------------------
+    # -- units ----------------------------------------------------------------
+    def process_unit(
+        self, store: StateStore, partition: int, records: list[Record]
+    ) -> Stage2Output:
+        """Judge ``records`` (one partition's, in offset order) and return the
+        outputs and the changelog writes of the whole unit (``out.writes``)."""
+        pkey = PARTITION_KEY.format(partition)
+        dirty: dict[str, dict[str, Any]] = {}
+        pstate = self._pstate.get(partition)
+        out = Stage2Output()
+        if pstate is None:  # first unit since the partition was assigned
+            pstate = store.get(pkey) or {}
+            self._restore(store, partition, pstate, dirty)
+            last = pstate.get("out") or {}
+        else:
+            last = {}
+        self._index(store, partition, dirty)
+        out.watermark = pstate.get("wm")
+        if last and not last.get("sent"):
+            # The previous owner wrote the unit but may not have delivered its
+            # outputs: send what was computed, and only that.
+            out.alerts += last.get("alerts", [])
+            out.items += [tuple(i) for i in last.get("items", [])]  # type: ignore[misc]
+            out.metrics += [MetricRecord.from_dict(m) for m in last.get("metrics", [])]
+            out.replayed = True
+        done: int = pstate.get("done", -1)
+        cursor = _Cursor(
+            pstate.get("wm"),
+            pstate.get("newest"),
+            dict(pstate.get("sources") or {}),
+            dict(pstate.get("relayed") or {}),
+        )
+        fresh_records = [r for r in records if r[0] > done]
+        out.skipped = len(records) - len(fresh_records)
+        for offset, upstream_wm, items in fresh_records:
+            self._record(store, dirty, partition, offset, upstream_wm, items, cursor, out)
+            done = offset
+        out.watermark = cursor.wm
+        if not fresh_records and not dirty:
+            return out
+        outputs = bool(out.alerts or out.items or out.metrics)
+        entry: dict[str, Any] = {
+            "wm": cursor.wm,
+            "newest": cursor.newest,
+            "sources": cursor.sources,
+            "relayed": cursor.relayed,
+            "done": done,
+            "out": {
+                "alerts": out.alerts,
+                "items": out.items,
+                "metrics": [m.to_dict() for m in out.metrics],
+                "sent": False,
+            }
+            if outputs
+            else {"sent": True},
+        }
+        out.writes = unit_writes(partition, entry, dirty)
+        self._pstate[partition] = entry
+        self.stats.units += 1
+        return out
+
+    def rewind(
+        self, store: StateStore, partition: int, first_offset: int
+    ) -> tuple[bool, int | None]:
+        """Before a unit: (skip these records?, offset to seek the input back to).
+
+        The consumer can resume past offsets whose effects the recovered state
+        lacks: faust reads a changelog only up to the high watermark the broker
+        reports, and Tansu's lags what it acknowledged (DESIGN §3b), so the last
+        units' writes can be missing while their input offsets were committed.
+        Measured: after a kill -9, state up to offset 3 and input resumed at 7.
+        The records in between are read again; until they arrive, the ones
+        already buffered after them are skipped (they come again too).
+        """
+        pending = self._rewinding.get(partition)
+        if pending is not None:
+            want, give_up_at = pending
+            if first_offset > want and time.monotonic() < give_up_at:
+                return True, None
+            del self._rewinding[partition]
+            if first_offset > want:
+                log.error(
+                    "partition %d: offsets %d..%d never came back (retention?); their "
+                    "effects on state are lost",
+                    partition,
+                    want,
+                    first_offset - 1,
+                )
+            return False, None
+        if partition in self._checked:
+            return False, None
+        self._checked.add(partition)
+        entry = self._pstate.get(partition) or store.get(PARTITION_KEY.format(partition)) or {}
+        done = int(entry.get("done", -1))
+        if done < 0 or first_offset <= done + 1:
+            return False, None
+        self.stats.offset_gaps += 1
+        log.warning(
+            "partition %d: state covers offsets up to %d but input resumed at %d; "
+            "reading from %d again",
+            partition,
+            done,
+            first_offset,
+            done + 1,
+        )
+        self._rewinding[partition] = (done + 1, time.monotonic() + REWIND_PATIENCE_S)
+        return True, done + 1
+
+    def sent(self, partition: int) -> list[Write]:
+        """The unit's outputs were delivered: a restart must not send them again."""
+        entry = self._pstate.get(partition)
+        if not entry or (entry.get("out") or {}).get("sent", True):
+            return []
+        entry = {**entry, "redo": 0, "out": {"sent": True}}
+        self._pstate[partition] = entry
+        return [(PARTITION_KEY.format(partition), entry, orjson.dumps(entry))]
+
+    def _restore(
+        self, store: StateStore, partition: int, entry: dict[str, Any], dirty: dict[str, Any]
+    ) -> None:
+        """Redo the last unit's states: its per-subject writes may not have survived."""
+        for i in range(int(entry.get("redo") or 0)):
+            chunk = store.get(REDO_KEY.format(partition, i))
+            if not chunk or chunk.get("done") != entry.get("done"):
+                log.error(
+                    "partition %d: redo chunk %d of unit %s is missing; its states may be stale",
+                    partition,
+                    i,
+                    entry.get("done"),
+                )
+                continue
+            dirty.update(chunk["states"])
+            self.stats.states_restored += len(chunk["states"])
+
+    # -- records (one at a time: the watermark moves per record) ---------------
     def process(
         self,
         store: StateStore,
@@ -155,30 +385,40 @@ class Stage2:
         upstream_wm: int | None,
         items: list[Item],
     ) -> Stage2Output:
-        pkey = PARTITION_KEY.format(partition)
-        pstate: dict[str, Any] = store.get(pkey) or {"wm": None, "out": None}
-        last = pstate.get("out")
-        if last is not None and last.get("offset") == offset and not last.get("sent"):
-            # The same record again after a crash: send what was computed, no more.
-            return Stage2Output(
-                alerts=last["alerts"],
-                items=[tuple(i) for i in last.get("items", [])],  # type: ignore[misc]
-                metrics=[MetricRecord.from_dict(m) for m in last.get("metrics", [])],
-                watermark=pstate["wm"],
-                replayed=True,
-            )
-        before: int | None = pstate.get("wm")
-        watermark = before
-        newest: int | None = pstate.get("newest")
+        """One record as a unit of its own, written to ``store`` as the changelog
+        would (decoded from the written bytes); for tests and offline runs."""
+        out = self.process_unit(store, partition, [(offset, upstream_wm, items)])
+        apply_writes(store, out.writes)
+        return out
+
+    def mark_sent(self, store: StateStore, partition: int, offset: int) -> None:
+        apply_writes(store, self.sent(partition))
+
+    def _record(
+        self,
+        store: StateStore,
+        dirty: dict[str, dict[str, Any]],
+        partition: int,
+        offset: int,
+        upstream_wm: int | None,
+        items: list[Item],
+        cursor: _Cursor,
+        out: Stage2Output,
+    ) -> None:
+        before = cursor.wm
         if upstream_wm is not None:
             candidate = upstream_wm - self.lateness
-            watermark = candidate if watermark is None else max(watermark, candidate)
-            newest = upstream_wm if newest is None else max(newest, upstream_wm)
-        out = Stage2Output(watermark=watermark)
+            cursor.wm = candidate if cursor.wm is None else max(cursor.wm, candidate)
+            cursor.newest = (
+                upstream_wm if cursor.newest is None else max(cursor.newest, upstream_wm)
+            )
+        watermark = cursor.wm
         self.stats.items_in += len(items)
-        self._index(store, partition)
         heap = self._timers[partition]
         found: list[Outcome] = []
+        new_events: list[Event] = []
+        alerts: list[dict[str, Any]] = []
+        duplicates = late_events = 0
         groups: dict[str, list[tuple[Event, bool]]] = defaultdict(list)
         kinds: dict[str, tuple[str, str]] = {}
         for kind, subject, event, primary in items:
@@ -186,51 +426,55 @@ class Stage2:
             groups[key].append((event, primary))
             kinds[key] = (kind, subject)
         wm_for_detectors = watermark if watermark is not None else -(2**62)
-        dirty: dict[str, dict[str, Any]] = {}
-        sources: dict[str, int] = dict(pstate.get("sources") or {})
+        sources = cursor.sources
         for key, pairs in groups.items():
             kind, subject = kinds[key]
             if kind == PROGRESS:
                 for event, _ in pairs:
                     src = str(event["from"])
                     sources[src] = max(sources.get(src, event["newest"]), event["newest"])
+                    seen_at = event.get("seen")
+                    if seen_at is not None:
+                        cursor.relayed[src] = max(cursor.relayed.get(src, seen_at), seen_at)
                 continue
             if kind == METRICS:
                 self._add_deltas(store, key, pairs, dirty, partition)
                 continue
-            state: dict[str, Any] = store.get(key) or {}
+            state: dict[str, Any] = dirty.get(key) or store.get(key) or {}
             seen: dict[str, int] = state.setdefault("_seen", {})
             fresh: list[Event] = []
             late: list[Event] = []
             for event, primary in pairs:
                 eid = event["event_id"]
                 if eid in seen:
-                    out.duplicates += 1
+                    duplicates += 1
                     continue
                 seen[eid] = event["event_time"]
                 is_late = before is not None and event["event_time"] < before
                 (late if is_late else fresh).append(event)
                 if primary:
-                    out.new_events.append(event)
+                    new_events.append(event)
                     if is_late:
-                        out.late_events += 1
-            while len(seen) > SEEN_MAX:
-                del seen[next(iter(seen))]
+                        late_events += 1
+            if len(seen) > SEEN_MAX + SEEN_MAX // 4:
+                # Trim in bulk: deleting one oldest key at a time leaves holes that
+                # every later ``next(iter(seen))`` walks over (quadratic on hot subjects).
+                state["_seen"] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
             if not fresh and not late:
                 continue
             findings = self.engine.process(kind, subject, state, fresh, wm_for_detectors, late)
-            alerts = self.engine.alerts(state, findings, product_version=self.version)
-            out.alerts += alerts
-            found += outcomes.track(kind, state, fresh + late, alerts)
-            out.items += outcomes.finding_notices(kind, alerts)
+            raised = self.engine.alerts(state, findings, product_version=self.version)
+            alerts += raised
+            found += outcomes.track(kind, state, fresh + late, raised)
+            out.items += outcomes.finding_notices(kind, raised)
             dirty[key] = state
             deadline = self._deadline(key, state)
             if deadline is not None:
                 heapq.heappush(heap, (deadline, key))
         if watermark is not None:
-            found += self._fire_timers(store, dirty, heap, watermark, out)
-        found += outcomes.alert_outcomes(out.alerts)
-        actions = [e for e in out.new_events if e.get("event_type") == "action"]
+            found += self._fire_timers(store, dirty, heap, watermark, out, alerts)
+        found += outcomes.alert_outcomes(alerts)
+        actions = [e for e in new_events if e.get("event_type") == "action"]
         deltas = combine(
             action_deltas(actions, self.window_sizes) + outcome_deltas(found, self.window_sizes)
         )
@@ -248,38 +492,28 @@ class Stage2:
             )
             for i, d in enumerate(deltas)
         ]
-        if newest is not None:
-            out.items += self._progress(partition, newest)
-        if len(sources) >= self.partitions:
-            self._advance_metrics(store, dirty, partition, min(sources.values()), out)
+        if cursor.newest is not None:
+            slowest = min(sources.values()) if len(sources) >= self.partitions else None
+            out.items += self._progress(partition, cursor.newest, slowest)
+        if len(cursor.relayed) >= self.partitions:
+            self._advance_metrics(store, dirty, partition, min(cursor.relayed.values()), out)
+        out.alerts += alerts
+        out.new_events += new_events
         self.stats.records_in += 1
         if upstream_wm is not None and (
             self.stats.newest_event_ms is None or upstream_wm > self.stats.newest_event_ms
         ):
             self.stats.newest_event_ms = upstream_wm
-        for alert in out.alerts:
+        for alert in alerts:
             self.stats.alerts_by_detector[alert["detector"]] += 1
             if alert["activity_id"] == 1:
                 self.stats.alerts_created += 1
             else:
                 self.stats.alerts_updated += 1
-        self.stats.duplicates += out.duplicates
-        self.stats.late_events += out.late_events
-        store[pkey] = {
-            "wm": watermark,
-            "newest": newest,
-            "sources": sources,
-            "out": {
-                "offset": offset,
-                "alerts": out.alerts,
-                "items": out.items,
-                "metrics": [m.to_dict() for m in out.metrics],
-                "sent": False,
-            },
-        }
-        for key, state in dirty.items():
-            store[key] = state
-        return out
+        out.duplicates += duplicates
+        out.late_events += late_events
+        self.stats.duplicates += duplicates
+        self.stats.late_events += late_events
 
     def _fire_timers(
         self,
@@ -288,6 +522,7 @@ class Stage2:
         heap: list[tuple[int, str]],
         watermark: int,
         out: Stage2Output,
+        raised: list[dict[str, Any]],
     ) -> list[Outcome]:
         found: list[Outcome] = []
         while heap and heap[0][0] <= watermark:
@@ -300,7 +535,7 @@ class Stage2:
             findings = self.engine.process(kind, subject, state, [], watermark)
             self.stats.timers_fired += 1
             alerts = self.engine.alerts(state, findings, product_version=self.version)
-            out.alerts += alerts
+            raised += alerts
             found += outcomes.track(kind, state, [], alerts)
             out.items += outcomes.finding_notices(kind, alerts)
             if kind == "task":
@@ -314,21 +549,27 @@ class Stage2:
         return found
 
     # -- metrics --------------------------------------------------------------
-    def _progress(self, partition: int, newest: int) -> list[Item]:
-        """At most once a second, when it moved: this partition's newest event time."""
+    def _progress(self, partition: int, newest: int, seen: int | None) -> list[Item]:
+        """This partition's progress, when it moved: at once when ``seen`` moved (the
+        relay that lets windows close), else at most once a second."""
         now = time.monotonic()
         last = self._progress_sent.get(partition)
-        if last is not None and (last[1] >= newest or now - last[0] < PROGRESS_EVERY_S):
-            return []
-        self._progress_sent[partition] = (now, newest)
+        if last is not None:
+            sent_at, sent_newest, sent_seen = last
+            if newest <= sent_newest and (seen is None or (sent_seen or 0) >= seen):
+                return []
+            if (seen is None or seen == sent_seen) and now - sent_at < PROGRESS_EVERY_S:
+                return []
+        self._progress_sent[partition] = (now, newest, seen)
         return [
             (
                 PROGRESS,
                 str(target),
                 {
-                    "event_id": f"progress:{partition}:{newest}",
+                    "event_id": f"progress:{partition}:{newest}:{seen}",
                     "from": partition,
                     "newest": newest,
+                    "seen": seen,
                     "event_time": newest,
                 },
                 False,
@@ -387,10 +628,3 @@ class Stage2:
             nxt = windows.next_deadline
             if nxt is not None:
                 heapq.heappush(heap, (nxt, key))
-
-    def mark_sent(self, store: StateStore, partition: int, offset: int) -> None:
-        """The record's outputs were delivered: a replay must not send them again."""
-        pkey = PARTITION_KEY.format(partition)
-        pstate = store.get(pkey)
-        if pstate and pstate.get("out", {}).get("offset") == offset:
-            store[pkey] = {"wm": pstate["wm"], "out": {"offset": offset, "sent": True}}

@@ -22,21 +22,9 @@ START = 1_790_000_000_000
 APPROVAL_SUBJECT_RS = {"RS-01", "RS-04", "RS-05", "RS-06"}
 
 
-KILL9_GAP = (
-    "known gap: after a kill -9 a few tasks_safe corrections are missing from the final "
-    "revision (suspected: table state recovered short of Tansu's lagging high watermark); "
-    "see the metrics issue notes"
-)
-
-
 @pytest.mark.parametrize(
     "kill_after_s",
-    [
-        None,
-        pytest.param(
-            2.0, marks=[pytest.mark.known_gap, pytest.mark.xfail(reason=KILL9_GAP, strict=False)]
-        ),
-    ],
+    [None, 2.0],
     ids=["uninterrupted", "kill9"],
 )
 def test_metrics_match_independent_counts(

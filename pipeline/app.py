@@ -90,7 +90,9 @@ def create_faust_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=4 * 1024 * 1024,
         producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
         producer_acks=-1,
-        producer_linger_ms=5,
+        # Every send is awaited before the next batch is taken: lingering only adds
+        # latency (measured: stage 1 alone 10k → 13.5k ev/s without the 5 ms linger).
+        producer_linger_ms=0,
         # A stage-2 unit's changelog writes go out as record batches of this size
         # (flow/tablelog.py); faust's 16 KiB default split them into many requests.
         producer_max_batch_size=1024 * 1024,
@@ -237,7 +239,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                 for value in encode_bounded(chunk, None)
             ]
         await deliver(messages)
-        await state_log.write(partition, stage2.sent(partition))
+        # Queued, not acknowledged: later writes of this partition queue behind it,
+        # and if a crash loses it, the restart re-sends outputs already delivered.
+        await state_log.write(partition, stage2.sent(partition), wait=False)
 
     # A process runs stage 1, stage 2 or both (GOVPIPE_WORKER_STAGES); processes that
     # run different stages belong to different consumer groups (GOVPIPE_APP_ID).

@@ -38,8 +38,14 @@ class TableLog:
     def keys(self) -> Any:
         return self.table.data.keys()
 
-    async def write(self, partition: int, writes: list[Write], retry_delay: float = 0.2) -> None:
-        """Apply ``writes`` to the store and append them to the changelog, in order."""
+    async def write(
+        self, partition: int, writes: list[Write], wait: bool = True, retry_delay: float = 0.2
+    ) -> None:
+        """Apply ``writes`` to the store and append them to the changelog, in order.
+
+        ``wait=False`` returns once the records are queued behind earlier writes
+        (a failure is logged, not retried: for writes whose loss is harmless).
+        """
         if not writes:
             return
         data = self.table.data
@@ -47,7 +53,13 @@ class TableLog:
             data[key] = value
         while True:
             try:
-                await self._produce(partition, writes)
+                futures = await self._produce(partition, writes)
+                if wait:
+                    await asyncio.gather(*futures)
+                    self.records += len(writes)
+                else:
+                    for future in futures:
+                        future.add_done_callback(self._log_failure)
                 return
             except Exception as exc:  # the writes are idempotent: append them again
                 log.warning(
@@ -59,7 +71,11 @@ class TableLog:
                 await asyncio.sleep(retry_delay)
                 retry_delay = min(5.0, retry_delay * 2)
 
-    async def _produce(self, partition: int, writes: list[Write]) -> None:
+    def _log_failure(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("unacknowledged changelog write failed: %s", future.exception())
+
+    async def _produce(self, partition: int, writes: list[Write]) -> list[asyncio.Future[Any]]:
         producer = self.app.producer._ensure_producer()  # the aiokafka producer
         topic = self.table.changelog_topic.get_topic_name()
         futures = []
@@ -78,5 +94,4 @@ class TableLog:
         if count:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
             self.batches += 1
-        await asyncio.gather(*futures)
-        self.records += len(writes)
+        return futures

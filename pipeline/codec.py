@@ -20,6 +20,7 @@ from typing import Any, Literal
 import fastavro
 import orjson
 
+from pipeline.avro_reader import Fallback, Reader, compile_reader
 from pipeline.errors import RejectedInput
 
 MAGIC = 0
@@ -66,11 +67,16 @@ def _strip_logical(schema: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class WriterSchema:
-    """A writer schema ready for fast decoding; ``batch`` when it wraps events."""
+    """A writer schema ready for fast decoding; ``batch`` when it wraps events.
+
+    ``reader`` is the schema compiled by ``pipeline.avro_reader`` (None when it
+    uses types that reader leaves to fastavro).
+    """
 
     schema_id: int
     parsed: Any
     batch: bool
+    reader: Reader | None = None
 
 
 def prepare_writer_schema(schema_id: int, schema: Mapping[str, Any]) -> WriterSchema:
@@ -83,7 +89,7 @@ def prepare_writer_schema(schema_id: int, schema: Mapping[str, Any]) -> WriterSc
             "unsupported_schema", f"schema id {schema_id} is {full or 'unnamed'}, not an event"
         )
     parsed = fastavro.parse_schema(_strip_logical(copy.deepcopy(dict(schema))))
-    return WriterSchema(schema_id, parsed, batch=full == BATCH_RECORD)
+    return WriterSchema(schema_id, parsed, full == BATCH_RECORD, compile_reader(parsed))
 
 
 def local_catalogue() -> dict[int, WriterSchema]:
@@ -123,7 +129,22 @@ class DecodedRecord:
 
 
 def decode_avro(value: bytes, writer: WriterSchema) -> DecodedRecord:
-    """Decode a Confluent-framed Avro record with its writer schema."""
+    """Decode a Confluent-framed Avro record with its writer schema.
+
+    The compiled reader decodes what it can vouch for (see ``avro_reader``);
+    anything else, including every malformed record, is decoded by fastavro,
+    whose result or error is the reference.
+    """
+    if writer.reader is not None:
+        try:
+            fast, end = writer.reader(value, 5)
+        except Fallback:
+            pass
+        else:
+            if end == len(value):
+                if writer.batch:
+                    return DecodedRecord("avro", True, list(fast["events"]))
+                return DecodedRecord("avro", False, [fast])
     buf = io.BytesIO(value)
     buf.seek(5)
     try:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from pipeline.codec import DecodedRecord, decode_avro, decode_json, frame
 from pipeline.errors import RejectedInput
+from pipeline.flow.event_check import check_event
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.records import AgentEvent
 
@@ -59,9 +60,18 @@ def rejection_code(exc: ValidationError) -> tuple[str, str]:
 _validate = AgentEvent.__pydantic_validator__.validate_python
 
 
-def validate_event(raw: Any) -> Event:
-    """A normalised event dict (epoch-ms times, lower-case enums) or RejectedInput."""
-    if not isinstance(raw, dict):
+def validate_event(raw: Any, *, from_utf8: bool = False) -> Event:
+    """A normalised event dict (epoch-ms times, lower-case enums) or RejectedInput.
+
+    The common case goes through ``check_event`` (the model's rules, hand-written);
+    whatever it does not accept, valid or not, goes through the pydantic model.
+    ``from_utf8``: the strings of ``raw`` were decoded from UTF-8 bytes.
+    """
+    if raw.__class__ is dict:
+        checked = check_event(raw, from_utf8=from_utf8)
+        if checked is not None:
+            return checked
+    elif not isinstance(raw, dict):
         raise RejectedInput("invalid_event", f"a batch element is a {type(raw).__name__}")
     try:
         model = _validate(raw)
@@ -125,8 +135,13 @@ class Validator:
             return out
         events = out.events
         for index, raw in enumerate(decoded.events):
+            # Decoded from UTF-8 (Avro or orjson): no string holds a lone surrogate.
+            event = check_event(raw) if raw.__class__ is dict else None
+            if event is not None:
+                events.append(event)
+                continue
             try:
-                events.append(validate_event(raw))
+                events.append(validate_event(raw, from_utf8=True))
             except RejectedInput as exc:
                 if not decoded.batch:
                     out.rejections.append(Rejection(exc.code, exc.message, value or b""))

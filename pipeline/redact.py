@@ -19,8 +19,9 @@ uppercase letter, ``=`` or a ``:`` that is not the one of a ``scheme://`` in
 its match (validators enforce it for the lowercase-prefixed token kinds). So a
 clean event is recognised from one ``orjson.dumps`` of its values and one
 ``bytes.translate`` that keeps only those characters (plus a set lookup of its
-keys); if uppercase letters are all that is left, one scan of that dump decides;
-only the rest is walked field by field.
+keys). Otherwise, when the dump shows a flat event (no escape, no mapping but
+``attributes``), only the strings that hold one of those characters are scanned,
+each as the walk would; anything else is walked field by field.
 
 Safety: each regex either starts only at a token boundary or bounds the work
 per start, and consumes token bodies possessively, so scanning is linear in the
@@ -144,8 +145,6 @@ def _dispatch(alternatives: tuple[str, ...]) -> str:
 
 
 _SECRET_PATTERN: Final = re.compile(_dispatch(_ALTERNATIVES), re.ASCII)
-#: The same over a JSON dump of an event: a candidate there means "walk it".
-_SECRET_PATTERN_JSON: Final = re.compile(_dispatch(_ALTERNATIVES).encode(), re.ASCII)
 
 #: How many characters of a ``w_`` secret lie before the match (its anchor) start.
 _BACK: Final[dict[str, int]] = {
@@ -516,9 +515,15 @@ def redact_text(text: str, *, field_name: str | None = None) -> tuple[str, list[
 # Events
 # --------------------------------------------------------------------------- #
 
-#: Keep only the characters every pattern needs one of (see the module doc).
+#: The characters every pattern needs one of (see the module doc); a dump keeps
+#: them and the ones that tell its layout (nesting, escapes).
 _KEEP: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ:=")
-_DROP: Final = bytes(b for b in range(256) if b not in _KEEP)
+_LAYOUT: Final = b"[{\\"
+_DROP: Final = bytes(b for b in range(256) if b not in _KEEP and b not in _LAYOUT)
+#: The same characters as 0 bytes (a JSON dump escapes a real 0: it has none).
+_MARK: Final = bytes(0 if b in _KEEP else b for b in range(256))
+_QUOTE: Final = ord('"')
+_COLON: Final = ord(":")
 #: Nesting below this depth is not scanned but replaced (fail closed).
 MAX_DEPTH: Final = 32
 #: Bound on the cache of plain keys, so hostile keys cannot grow it without
@@ -554,22 +559,50 @@ def _is_clean_fast(event: dict[str, Any]) -> bool:
     except (TypeError, orjson.JSONEncodeError):
         return False
     attributes = event.get("attributes")
+    flat = attributes.__class__ is dict
     expected = len(attributes) if attributes.__class__ is dict else 0
-    # Clean: nothing left but the colon after each attribute key (so no other
-    # nested mapping either, whose keys would add colons) and the colon of each
-    # "scheme://", which no pattern uses unless another colon follows. Patterns
-    # that need no ":" or "=" need an uppercase letter; with one present, one
-    # scan of the dump replaces the walk, unless the dump has a JSON escape
-    # ("\t" would put a "t" where a token boundary was).
+    # Clean: no A-Z or "=", and no colon but the one after each attribute key (so
+    # no other nested mapping either, whose keys would add colons) and the one
+    # of each "scheme://", which no pattern uses unless another colon follows.
     residue = blob.translate(None, _DROP)
-    colons = residue.count(b":")
-    if colons != expected and colons != expected + blob.count(b"://"):
+    needed = residue.translate(None, _LAYOUT)
+    colons = needed.count(b":")
+    only_expected = len(needed) == colons and (
+        colons == expected or colons == expected + blob.count(b"://")
+    )
+    # Else some string has A-Z, "=" or a ":" of its own: judge those strings alone.
+    if not only_expected and not _suspects_clean(blob, residue, flat):
         return False
-    if len(residue) != colons and (
-        b"=" in residue or b"\\" in blob or _SECRET_PATTERN_JSON.search(blob)
-    ):
+    return _all_plain(event) and (not flat or _all_plain(attributes))
+
+
+def _suspects_clean(blob: bytes, residue: bytes, flat: bool) -> bool:
+    """True if no string of ``blob`` with an A-Z, ":" or "=" holds a secret.
+
+    The walk scans each string on its own, under an ordinary name when the keys
+    are plain (the caller checks them), and a string without any of those
+    characters cannot hold one. That is the whole walk when the dump has no
+    escape (so each string is its value's own text, and quotes only delimit
+    strings), no mapping but ``attributes`` (whose keys the caller checks) and no
+    nesting deep enough to be replaced as unscanned (``residue`` tells). JSON
+    syntax has no A-Z or "=", and its only colons follow a key's closing quote;
+    every other marked character lies in a string, which is scanned whole.
+    """
+    if b"\\" in residue or residue.count(b"{") != flat or residue.count(b"[") >= MAX_DEPTH:
         return False
-    return _all_plain(event) and (attributes.__class__ is not dict or _all_plain(attributes))
+    marked = blob.translate(_MARK)
+    at = marked.find(0)
+    while at >= 0:
+        # A colon right after a quote: a key's colon when that quote closes a
+        # string (an even count of quotes before it), else a string's first char.
+        if blob[at] != _COLON or blob[at - 1] != _QUOTE or blob.count(b'"', 0, at) & 1:
+            start = blob.rfind(b'"', 0, at) + 1
+            at = blob.find(b'"', at)
+            key = blob[at + 1] == _COLON  # a key: the caller's _all_plain scans it
+            if not key and _find_spans(blob[start:at].decode(), _NONE):
+                return False
+        at = marked.find(0, at + 1)
+    return True
 
 
 def _join(path: str, key: str) -> str:

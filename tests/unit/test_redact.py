@@ -475,10 +475,11 @@ def test_unchanged_parts_are_shared_not_copied() -> None:
     assert out["scopes"] is event["scopes"]
 
 
-def test_too_deep_nesting_fails_closed() -> None:
+@pytest.mark.parametrize("wrap", [lambda d: {"d": d}, lambda d: [d], lambda d: ["Ab:", d]])
+def test_too_deep_nesting_fails_closed(wrap: Callable[[Any], Any]) -> None:
     deep: Any = "AKIA"
     for _ in range(redact.MAX_DEPTH + 5):
-        deep = {"d": deep}
+        deep = wrap(deep)
     out, findings = redact_event(make_event(attributes={"x": deep}))
     assert any(f.kind == "unscanned" for f in findings)
     assert "[REDACTED:unscanned]" in orjson.dumps(out).decode()
@@ -534,6 +535,128 @@ def test_fast_path_agrees_with_full_walk_fuzzed() -> None:
             ]
         )
         assert redact_event(event) == redact._redact_event_slow(event), text
+
+
+#: Strings that send an event past the first tier of the pre-check (A-Z, "=",
+#: colons of their own) without holding a secret, so the string-by-string tier runs.
+_BUSY = {
+    "policy_reason": "Data residency rule: EU records stay in eu-west-1",
+    "resource": "helpdesk://kb?q=topic-63893&lang=EN",
+    "attributes": {"User-Agent": "Mozilla/5.0 (X11)", "X-Region": "eu-west-1", "note": "a=b"},
+}
+_PLACES = ["justification", "resource", "credential_id", "scopes", "attribute", "attribute key"]
+
+
+def _with_secret(text: str, place: str, busy: bool) -> dict[str, Any]:
+    event = make_event(**_BUSY) if busy else make_event()
+    if place == "scopes":
+        event["scopes"] = ["crm.records.read", text]
+    elif place == "attribute":
+        event["attributes"] = {**event["attributes"], "note": text}
+    elif place == "attribute key":
+        event["attributes"] = {**event["attributes"], text: "v"}
+    else:
+        event[place] = text
+    return event
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), POSITIVES)
+@pytest.mark.parametrize("place", _PLACES)
+@pytest.mark.parametrize("busy", [False, True])
+def test_every_fixture_secret_is_caught_through_the_fast_path(
+    kind: str, text: str, secret: str, place: str, busy: bool
+) -> None:
+    """Wherever a fixture secret sits, with or without other suspect strings beside
+    it, the pre-check sends the event to the walk, which finds it."""
+    event = _with_secret(text, place, busy)
+    assert not redact._is_clean_fast(event)
+    out, findings = redact_event(event)
+    assert (out, findings) == redact._redact_event_slow(event)
+    if place != "attribute key":  # a key is redacted whole, by kind
+        assert kind in {f.kind for f in findings}
+    assert secret not in orjson.dumps(out).decode()
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+@pytest.mark.parametrize("place", _PLACES)
+def test_busy_clean_events_stay_on_the_fast_path(text: str, place: str) -> None:
+    event = _with_secret(text, place, busy=True)
+    out, findings = redact_event(event)
+    assert (out, findings) == redact._redact_event_slow(event)
+    assert not findings
+    assert out is event
+    layout_known = not set(text) & set("{[\\")  # else the dump alone does not tell
+    plain = place != "attribute key" or redact._plain_key(text)  # else the name rule
+    if layout_known and plain:
+        assert redact._is_clean_fast(event)  # the string-by-string tier decided
+
+
+def test_string_by_string_tier_scans_every_suspect_string(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each string with A-Z, ":" or "=" is scanned whole, once; keys and others are not."""
+    scanned: list[str] = []
+
+    def record(text: str, name_class: int) -> list[Any]:
+        scanned.append(text)
+        return []
+
+    monkeypatch.setattr(redact, "_find_spans", record)
+    event = make_event(
+        resource=":leading-colon",
+        policy_reason="a:b:c",
+        justification="Capital and = sign",
+        scopes=["x", "=", "ok"],
+        attributes={"k": ":", "K-Upper": "v", "n": "plain", "m": "Z"},
+    )
+    blob = orjson.dumps(list(event.values()))
+    assert redact._suspects_clean(blob, blob.translate(None, redact._DROP), flat=True)
+    suspects = [":leading-colon", "a:b:c", "Capital and = sign", "=", ":", "Z"]
+    assert sorted(scanned) == sorted(suspects)
+
+
+def test_fast_path_agrees_with_full_walk_on_random_layouts() -> None:
+    """The pre-check never calls clean what the walk would redact (random events
+    with several suspect strings, keys, lists, nesting, escapes)."""
+    rng = random.Random(23)
+    frags = [*SAMPLES, "\t", '"', "\\", ":", "=", "://", "A", "{", "[", "é", "ghp_", "Key"]
+    keys = ["note", "User-Agent", "x", "api_key", "X-Token-Id", "AWS_SECRET", "Aws", "k:v"]
+
+    def text() -> str:
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            frag = rng.choice(frags)
+            if rng.random() < 0.5 and len(frag) > 4:
+                a = rng.randrange(len(frag))
+                frag = frag[a : rng.randrange(a, len(frag) + 1)]
+            parts.append(frag)
+        return rng.choice(["", " ", ":", "="]).join(parts)
+
+    def value(depth: int) -> Any:
+        r = rng.random()
+        if r < 0.6 or depth > 2:
+            return text()
+        if r < 0.75:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        if r < 0.85:
+            return {rng.choice(keys): value(depth + 1) for _ in range(rng.randint(1, 2))}
+        return rng.choice([None, 7, 1.5, True])
+
+    fast = 0
+    for _ in range(3000):
+        event = make_event()
+        for field in rng.sample(["justification", "resource", "policy_reason", "scopes"], 2):
+            event[field] = value(1) if field != "scopes" else [text(), text()]
+        if rng.random() < 0.7:
+            event["attributes"] = {rng.choice(keys): value(1) for _ in range(rng.randint(0, 4))}
+        if rng.random() < 0.1:
+            event[rng.choice(keys)] = text()  # a top-level key outside the contract
+        slow = redact._redact_event_slow(event)
+        if redact._is_clean_fast(event):
+            fast += 1
+            assert slow == (event, []), event
+        assert redact_event(event) == slow
+    assert fast > 300  # the fast tiers were exercised
 
 
 @pytest.mark.parametrize("sep", ["\t", "\n", '"', "\\", "\u0001"])

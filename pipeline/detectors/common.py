@@ -46,6 +46,19 @@ def credential_of(event: Event) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def issuance_known(cred: Mapping[str, Any]) -> bool:
+    """Does the registry know how the credential was issued?
+
+    A revocation or rotation processed before the issuance (events of one
+    credential on different input partitions: DESIGN §1 lets producers key as
+    they like) leaves a hash with lifecycle marks only; its missing expiry and
+    empty scopes are not facts about the credential.
+    """
+    return bool(cred.get("known")) and any(
+        cred.get(field) is not None for field in ("issued_at", "kind", "issued_via")
+    )
+
+
 @lru_cache(maxsize=4096)
 def _pattern(glob: str) -> re.Pattern[str]:
     return re.compile(translate(glob.lower()))

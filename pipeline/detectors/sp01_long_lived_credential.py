@@ -3,7 +3,8 @@
 Long-lived secrets are what leaks and gets replayed; an agent should hold a token
 for about as long as one task. Judged at use (``action``) from the credential's
 registry state: ``lifetime_ms`` None with no ``expires_at`` means no expiry.
-Unknown credentials are left to other detectors (no lifetime to judge).
+Unknown credentials, and those whose issuance the registry has not seen yet, are
+left to other detectors (no lifetime to judge).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from pipeline.detectors.base import (
     Finding,
     State,
 )
-from pipeline.detectors.common import credential_of, event_context, identity_of, seconds
+from pipeline.detectors.common import (
+    credential_of,
+    event_context,
+    identity_of,
+    issuance_known,
+    seconds,
+)
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.windows import renotify
 
@@ -61,7 +68,7 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     th = ctx.thresholds
     for event in events:
         cred = credential_of(event)
-        if not cred.get("known"):
+        if not issuance_known(cred):
             continue
         lifetime = cred.get("lifetime_ms")
         no_expiry = cred.get("expires_at") is None

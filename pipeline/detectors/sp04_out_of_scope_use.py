@@ -26,6 +26,7 @@ from pipeline.detectors.common import (
     credential_of,
     event_context,
     identity_of,
+    issuance_known,
     scope_covers,
 )
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
@@ -97,10 +98,10 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         cred = credential_of(event)
         if "issued" in state:
             cred_scopes: list[str] | None = list(granted)
-        elif cred.get("known"):
+        elif issuance_known(cred):
             cred_scopes = list(cred.get("scopes") or [])
         else:
-            cred_scopes = None  # unknown credential: AT/AZ detectors' business
+            cred_scopes = None  # unknown credential or issuance: not a scope fact
         identity = identity_of(event)
         allowed = list(identity.get("allowed_scopes") or []) if identity.get("known") else []
 

@@ -53,6 +53,16 @@ def test_unknown_credential_or_unknown_issuance_is_not_judged() -> None:
     assert run(DETECTOR, [use(T0, 2 * HOUR, issued_at=None)]) == []
 
 
+def test_a_hash_with_lifecycle_marks_only_is_not_judged() -> None:
+    """The revocation was applied before the issuance (another input partition)."""
+    revoked_first = use(T0, None, issued_at=None, issued_via=None, revoked_at=T0)
+    revoked_first["credential"]["kind"] = None  # type: ignore[index]
+    assert run(DETECTOR, [revoked_first]) == []
+    # a registry entry that says what the credential is, without an issuance time, is judged
+    static = {"issued_at": None, "kind": "api_key", "issued_via": "static"}
+    assert len(run(DETECTOR, [use(T0, None, **static)])) == 1
+
+
 def test_repeats_renotify_once_per_day_on_event_time() -> None:
     events = [use(T0 + i * HOUR, None) for i in range(24)] + [use(T0 + DAY, None)]
     findings = run(DETECTOR, events)

@@ -52,6 +52,27 @@ def test_unconfigured_allowed_scopes_and_unknown_credential_are_not_checked() ->
     assert run(DETECTOR, [event]) == []
 
 
+def test_credential_whose_issuance_is_not_known_yet_is_not_scope_checked() -> None:
+    """A revocation applied before the issuance leaves a hash without scopes."""
+    lifecycle_only = {
+        "issued_at": None,
+        "kind": None,
+        "issued_via": None,
+        "scopes": [],
+        "expires_at": None,
+        "revoked_at": T0,
+    }
+    event = enriched(
+        "action",
+        T0,
+        scope="crm.read",
+        identity={"allowed_scopes": ["crm.*"]},
+        credential=lifecycle_only,
+    )
+    event["credential"]["kind"] = None  # type: ignore[index]
+    assert run(DETECTOR, [event]) == []
+
+
 def mid_task(rotated_at: int) -> list[dict[str, object]]:
     return [
         enriched("credential.issued", T0, scopes=["crm.read"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.detectors.base import HOUR
+from pipeline.detectors.base import HOUR, MINUTE
 from pipeline.detectors.sp05_static_credential_sensitive_action import DETECTOR
 
 from .factory import T0, enriched, run
@@ -52,3 +52,33 @@ def test_jit_is_judged_from_kind_when_issued_via_unknown() -> None:
 def test_renotify_edge_one_hour() -> None:
     assert len(run(DETECTOR, [act(T0), act(T0 + HOUR - 1)])) == 1
     assert len(run(DETECTOR, [act(T0), act(T0 + HOUR)])) == 2
+
+
+UNKNOWN = {"known": False, "issued_via": None, "kind": None}
+
+
+def unknown_act(t: int = T0) -> dict[str, object]:
+    event = act(t, credential=UNKNOWN)
+    event["credential_kind"] = None
+    return event
+
+
+def test_unknown_provenance_waits_for_the_watermark_then_counts_as_not_jit() -> None:
+    states: dict = {}
+    assert run(DETECTOR, [unknown_act()], watermark=T0 - 1, states=states) == []
+    [f] = run(DETECTOR, [], watermark=T0, states=states)  # edge: watermark at the action
+    assert f.facts["issued_via"] is None and f.time == T0
+    assert "waiting" not in states["cred-1"]
+
+
+def test_issuance_arriving_after_the_action_but_before_the_watermark_decides() -> None:
+    """The issuance sat on another input partition and came second."""
+    states: dict = {}
+    assert run(DETECTOR, [unknown_act()], watermark=T0 - 1, states=states) == []
+    issued = enriched("credential.issued", T0 - MINUTE, issued_via="jit")
+    assert run(DETECTOR, [issued], watermark=T0 + MINUTE, states=states) == []
+    static = enriched("credential.issued", T0 - MINUTE, issued_via="static")
+    states = {}
+    run(DETECTOR, [unknown_act()], watermark=T0 - 1, states=states)
+    [f] = run(DETECTOR, [static], watermark=T0 + MINUTE, states=states)
+    assert f.facts["issued_via"] == "static"

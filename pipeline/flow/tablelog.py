@@ -28,8 +28,6 @@ class TableLog:
     def __init__(self, app: Any, table: Any) -> None:
         self.app = app
         self.table = table
-        self.records = 0
-        self.batches = 0
 
     def get(self, key: str) -> Any:
         """Read the store without faust's per-get sensor call."""
@@ -56,7 +54,6 @@ class TableLog:
                 futures = await self._produce(partition, writes)
                 if wait:
                     await asyncio.gather(*futures)
-                    self.records += len(writes)
                 else:
                     for future in futures:
                         future.add_done_callback(self._log_failure)
@@ -85,7 +82,6 @@ class TableLog:
             raw_key = orjson.dumps(key)
             if batch.append(key=raw_key, value=value, timestamp=None) is None:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
-                self.batches += 1
                 batch = producer.create_batch()
                 # the first record of a batch always fits, whatever its size
                 batch.append(key=raw_key, value=value, timestamp=None)
@@ -93,5 +89,4 @@ class TableLog:
             count += 1
         if count:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-            self.batches += 1
         return futures

@@ -40,9 +40,9 @@ from pipeline.detectors.engine import DetectionEngine
 from pipeline.enrichment import RedisEnricher
 from pipeline.enrichment.keys import KeySpace
 from pipeline.enrichment.registry import parse_registry, write_identities
-from pipeline.flow.route import route
+from pipeline.flow.route import SubjectRecordEncoder, route
 from pipeline.flow.schemas import SchemaResolver
-from pipeline.flow.stage1 import SourceRecord, Stage1, encode_bounded
+from pipeline.flow.stage1 import SUBJECT_RECORD_MAX_BYTES, SourceRecord, Stage1
 from pipeline.flow.validate import Validator
 from pipeline.redact import redact_event
 from pipeline.simulate import Simulator
@@ -170,8 +170,9 @@ async def main() -> None:
 
         def route_encode() -> int:
             for batch in batches:
+                encoder = SubjectRecordEncoder(SUBJECT_RECORD_MAX_BYTES)
                 for items in route(batch, args.partitions, engine.subject_kinds_for).values():
-                    encode_bounded(items, START_MS)
+                    encoder.records(items, START_MS)
             return n
 
         results["route"] = show("route + encode (enriched)", rounds_us(route_encode, args.rounds))

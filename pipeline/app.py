@@ -115,18 +115,57 @@ class Pipeline:
 
 Outgoing = tuple[Any, dict[str, Any]]  # (faust topic, send kwargs)
 
+#: Input bytes stage 1 handles (and delivers) at a time. A take of 500 batched
+#: records is up to 150,000 events; handled whole, its working set outgrew the
+#: CPU caches and every step slowed down (route + encode measured 4.6 µs/event
+#: in groups of 1,200 events, 11.7 in one of 60,000), and its output was held
+#: in memory at once. 1 MiB is ~3,000 Avro events.
+STAGE1_GROUP_BYTES = 1024 * 1024
+
+
+def input_groups(batch: list[Any], max_bytes: int = STAGE1_GROUP_BYTES) -> list[list[Any]]:
+    """``batch`` in order, cut into runs of at most ``max_bytes`` of record values
+    (a larger record goes alone)."""
+    groups: list[list[Any]] = []
+    group: list[Any] = []
+    size = 0
+    for event in batch:
+        n = len(event.value or b"")
+        if group and size + n > max_bytes:
+            groups.append(group)
+            group, size = [], 0
+        group.append(event)
+        size += n
+    if group:
+        groups.append(group)
+    return groups
+
 
 async def deliver(messages: list[Outgoing], retry_delay: float = 0.2) -> None:
     """Send and wait for delivery: the input offsets may be committed only after this."""
     while True:
         try:
-            futures = [await topic.send(force=True, **kwargs) for topic, kwargs in messages]
+            futures = await enqueue(messages)
             await asyncio.gather(*futures)
             return
         except Exception as exc:  # delivery failed: send the batch again (at-least-once)
             log.warning("delivery failed (%s); resending the batch in %.1f s", exc, retry_delay)
             await asyncio.sleep(retry_delay)
             retry_delay = min(5.0, retry_delay * 2)
+
+
+async def enqueue(messages: list[Outgoing]) -> list[Any]:
+    """Hand the messages to the producer; the futures resolve on acknowledgement."""
+    return [await topic.send(force=True, **kwargs) for topic, kwargs in messages]
+
+
+async def confirm(messages: list[Outgoing], futures: list[Any]) -> None:
+    """Wait for messages already enqueued; if any failed, deliver them all again."""
+    try:
+        await asyncio.gather(*futures)
+    except Exception as exc:
+        log.warning("delivery failed (%s); resending the batch", exc)
+        await deliver(messages)
 
 
 def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pipeline:
@@ -170,21 +209,37 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     partitions = settings.subjects_partitions
 
     async def stage1_agent(stream: Any) -> None:
+        # Each group's output is enqueued and the next group handled while it is in
+        # flight; the batch's offsets are committed only after every ack.
         async for batch in stream.take_events(max_records, within):
-            records = [
-                SourceRecord(e.value, e.key, e.message.topic, e.message.partition, e.message.offset)
-                for e in batch
-            ]
-            out = await stage1.process(records)
-            messages: list[Outgoing] = [
-                (subjects_topic, {"value": value, "partition": partition})
-                for partition, value in out.subject_records
-            ]
-            messages += [
-                (dlq_topic, {"key": dl.key, "value": dl.value, "headers": dl.headers})
-                for dl in out.dead_letters
-            ]
-            await deliver(messages)
+            sent: list[Outgoing] = []
+            futures: list[Any] = []
+            for group in input_groups(batch):
+                messages = await stage1_group(group)
+                sent += messages
+                try:
+                    futures += await enqueue(messages)
+                except Exception as exc:  # the producer refused: confirm() resends all
+                    log.warning("enqueue failed (%s); the batch will be resent", exc)
+                    futures.append(asyncio.get_running_loop().create_future())
+                    futures[-1].set_exception(exc)
+            await confirm(sent, futures)
+
+    async def stage1_group(batch: list[Any]) -> list[Outgoing]:
+        records = [
+            SourceRecord(e.value, e.key, e.message.topic, e.message.partition, e.message.offset)
+            for e in batch
+        ]
+        out = await stage1.process(records)
+        messages: list[Outgoing] = [
+            (subjects_topic, {"value": value, "partition": partition})
+            for partition, value in out.subject_records
+        ]
+        messages += [
+            (dlq_topic, {"key": dl.key, "value": dl.value, "headers": dl.headers})
+            for dl in out.dead_letters
+        ]
+        return messages
 
     async def stage2_agent(stream: Any) -> None:
         # Batch-first: one unit per partition per batch (bounded), its states

@@ -49,29 +49,123 @@ def route(events: list[Event], partitions: int, subjects_of: SubjectsOf) -> dict
     return out
 
 
-def encode_subject_batch(items: list[Item], watermark: int | None) -> bytes:
-    """The internal record: one per partition per stage-1 batch (or a bare watermark).
+#: Enrichment added by stage 1: read-only dicts that every event of one identity
+#: or credential shares within a batch (``RedisEnricher.enrich``).
+VIEWS = ("identity", "credential")
 
-    An event that feeds several subjects of the partition is written once and
-    referenced by index: an event averages ~2.8 subject copies, and serialising
-    (then parsing) each copy with its enrichment was the largest cost of routing.
+_NO_LIMIT = 1 << 62
+
+
+class SubjectRecordEncoder:
+    """Encodes the internal records of one batch, each enrichment view written
+    once per record instead of once per event.
+
+    Most of an enriched event's bytes are the views of its identity and
+    credential, which every event of that id in the batch shares (one dict,
+    ``RedisEnricher.enrich``). While the encoder is open, each event's view
+    fields hold an index into a table of the batch's views; ``close`` puts the
+    dicts back (use it as a context manager). A record is ``{"wm", "events",
+    "refs", "views"}``: ``refs`` are ``[kind, subject, event index, primary]``
+    and ``views`` maps the indices its events use to the dicts.
     """
-    index: dict[int, int] = {}
-    events: list[Event] = []
-    refs: list[tuple[str, str, int, bool]] = []
-    for kind, subject, event, primary in items:
-        at = index.get(id(event))
-        if at is None:
-            at = index[id(event)] = len(events)
-            events.append(event)
-        refs.append((kind, subject, at, primary))
-    return orjson.dumps({"wm": watermark, "events": events, "refs": refs})
+
+    def __init__(self, max_bytes: int = _NO_LIMIT) -> None:
+        self.max_bytes = max_bytes
+        self._view_at: dict[int, int] = {}
+        self._views: list[dict[str, Any]] = []
+        self._keys: list[str] = []
+        #: id(event) → (event, the indices of its views); the event is kept so ids stay unique
+        self._events: dict[int, tuple[Event, tuple[int, ...]]] = {}
+
+    def __enter__(self) -> SubjectRecordEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Put the views back into the events (they are the caller's)."""
+        views = self._views
+        for event, _ in self._events.values():
+            for name in VIEWS:
+                index = event.get(name)
+                if type(index) is int:
+                    event[name] = views[index]
+        self._events.clear()
+
+    def records(self, items: list[Item], watermark: int | None) -> list[bytes]:
+        """Item order kept, each record at most ``max_bytes`` unless one event alone
+        is bigger. Only the last record carries the watermark: stage 2 judges
+        lateness against the watermark before the record, so every item is judged
+        against the same one wherever the batch is split."""
+        index: dict[int, int] = {}
+        events: list[Event] = []
+        refs: list[tuple[str, str, int, bool]] = []
+        used: set[int] = set()
+        swapped = self._events
+        for kind, subject, event, primary in items:
+            at = index.get(id(event))
+            if at is None:
+                at = index[id(event)] = len(events)
+                events.append(event)
+                hit = swapped.get(id(event))
+                used.update(hit[1] if hit is not None else self._swap(event))
+            refs.append((kind, subject, at, primary))
+        # str keys: orjson's OPT_NON_STR_KEYS made the whole record 2x slower to write
+        views, keys = self._views, self._keys
+        value = orjson.dumps(
+            {
+                "wm": watermark,
+                "events": events,
+                "refs": refs,
+                "views": {keys[i]: views[i] for i in used},
+            }
+        )
+        if len(value) <= self.max_bytes or len(items) <= 1:
+            return [value]
+        parts = min(len(items), -(-len(value) // self.max_bytes) + 1)
+        step = -(-len(items) // parts)
+        chunks = [items[start : start + step] for start in range(0, len(items), step)]
+        out: list[bytes] = []
+        for n, chunk in enumerate(chunks):
+            out += self.records(chunk, watermark if n == len(chunks) - 1 else None)
+        return out
+
+    def _swap(self, event: Event) -> tuple[int, ...]:
+        used: list[int] = []
+        for name in VIEWS:
+            view = event.get(name)
+            if type(view) is dict:
+                index = self._view_at.get(id(view))
+                if index is None:
+                    index = self._view_at[id(view)] = len(self._views)
+                    self._views.append(view)
+                    self._keys.append(str(index))
+                event[name] = index
+                used.append(index)
+        hit = self._events[id(event)] = (event, tuple(used))
+        return hit[1]
+
+
+def encode_subject_batch(items: list[Item], watermark: int | None) -> bytes:
+    """One internal record holding every item (or a bare watermark), unbounded."""
+    with SubjectRecordEncoder() as encoder:
+        return encoder.records(items, watermark)[0]
 
 
 def decode_subject_batch(value: bytes) -> tuple[int | None, list[Item]]:
-    """Items of an internal record; the copies of one event share one dict (read-only)."""
+    """Items of an internal record; the copies of one event share one dict, and
+    the events of one identity or credential share its views (all read-only)."""
     data = orjson.loads(value)
-    if "refs" in data:
-        events = data["events"]
-        return data.get("wm"), [(k, s, events[i], p) for k, s, i, p in data["refs"]]
-    return data.get("wm"), [tuple(i) for i in data["items"]]  # type: ignore[misc]
+    if "refs" not in data:  # the first layout: one [kind, subject, event, primary] per copy
+        return data.get("wm"), [tuple(i) for i in data["items"]]  # type: ignore[misc]
+    events = data["events"]
+    table = data.get("views")
+    if table:
+        views = {int(k): v for k, v in table.items()}
+        for event in events:
+            for name in VIEWS:
+                index = event.get(name)
+                if type(index) is int:
+                    event[name] = views[index]
+    return data.get("wm"), [(k, s, events[i], p) for k, s, i, p in data["refs"]]

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.dlq import DeadLetter, dead_letter
-from pipeline.flow.route import Item, SubjectsOf, encode_subject_batch, route
+from pipeline.flow.route import (
+    Item,
+    SubjectRecordEncoder,
+    SubjectsOf,
+    encode_subject_batch,
+    route,
+)
 from pipeline.flow.validate import Rejection, Validator
 from pipeline.redact import redact_event
 from pipeline.retry import retry_forever
@@ -35,24 +41,10 @@ SUBJECT_RECORD_MAX_BYTES = 4 * 1024 * 1024
 def encode_bounded(
     items: list[Item], watermark: int | None, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
 ) -> list[bytes]:
-    """``encode_subject_batch``, split into as many records as needed to stay under
-    ``max_bytes`` (item order kept; a single oversized item still goes alone).
-
-    Only the last part carries the watermark: stage 2 judges an item late against
-    the watermark it had before the record, so every item of the batch is judged
-    against the same one, as when the batch fits in one record.
-    """
-    value = encode_subject_batch(items, watermark)
-    if len(value) <= max_bytes or len(items) <= 1:
-        return [value]
-    parts = min(len(items), -(-len(value) // max_bytes) + 1)
-    step = -(-len(items) // parts)
-    chunks = [items[start : start + step] for start in range(0, len(items), step)]
-    last = len(chunks) - 1
-    out: list[bytes] = []
-    for n, chunk in enumerate(chunks):
-        out.extend(encode_bounded(chunk, watermark if n == last else None, max_bytes))
-    return out
+    """``items`` as internal records of at most ``max_bytes`` each (a single
+    oversized event still goes alone); see ``SubjectRecordEncoder``."""
+    with SubjectRecordEncoder(max_bytes) as encoder:
+        return encoder.records(items, watermark)
 
 
 class Enricher(Protocol):
@@ -144,8 +136,10 @@ class Stage1:
                 self.watermark = newest
                 self.stats.newest_event_ms = newest
         routed = route(events, self.partitions, self.subjects_of)
+        # Not closed: the events end here, so their views need not be put back.
+        encoder = SubjectRecordEncoder(SUBJECT_RECORD_MAX_BYTES)
         for partition, items in routed.items():
-            for value in encode_bounded(items, self.watermark):
+            for value in encoder.records(items, self.watermark):
                 out.subject_records.append((partition, value))
         now = time.monotonic()
         if events and now - self._last_broadcast >= self.watermark_every_s:

@@ -81,3 +81,60 @@ def test_internal_records_of_the_previous_layout_still_decode() -> None:
     event = enriched("action", T0, event_id="old")
     old = orjson.dumps({"wm": T0, "items": [["identity", "agent-1", event, True]]})
     assert decode_subject_batch(old) == (T0, [("identity", "agent-1", event, True)])
+
+
+def _shared_views(events: list[dict]) -> list[dict]:
+    """Give the events of one identity one shared view, as ``RedisEnricher.enrich`` does."""
+    views: dict[str, dict] = {}
+    for event in events:
+        event["identity"] = views.setdefault(event["identity_id"], dict(event["identity"]))
+    return events
+
+
+def test_a_view_shared_by_many_events_is_written_once_per_record() -> None:
+    events = _shared_views(
+        [enriched("action", T0 + i, identity_id=f"agent-{i % 3}") for i in range(60)]
+    )
+    before = orjson.dumps(events)
+    items = route(events, 1, DetectionEngine().subject_kinds_for)[0]
+    value = encode_subject_batch(items, T0)
+    assert orjson.dumps(events) == before, "encoding must leave the events as they were"
+    assert value.count(b'"risk_tier"') == 3, "one identity view per distinct identity"
+    _, decoded = decode_subject_batch(value)
+    assert decoded == [tuple(i) for i in items]
+    by_identity = {}
+    for _, _, event, _ in decoded:
+        view = by_identity.setdefault(event["identity_id"], event["identity"])
+        assert event["identity"] is view
+
+
+def test_each_split_record_carries_the_views_of_its_own_events() -> None:
+    events = _shared_views(
+        [
+            enriched("action", T0 + i, identity_id=f"agent-{i % 7}", justification="j" * 900)
+            for i in range(200)
+        ]
+    )
+    items = route(events, 1, DetectionEngine().subject_kinds_for)[0]
+    parts = encode_bounded(items, T0, max_bytes=32 * 1024)
+    assert len(parts) > 3 and all(len(p) <= 32 * 1024 for p in parts)
+    rejoined = [item for p in parts for item in decode_subject_batch(p)[1]]
+    assert rejoined == [tuple(i) for i in items]
+
+
+def test_hostile_subjects_do_not_break_the_size_bound() -> None:
+    """Control characters cost 6 bytes each in JSON: the bound must still hold."""
+    nasty = '\x01\x02"\\' * 60
+    events = [enriched("action", T0 + i, identity_id=f"{nasty}{i}") for i in range(400)]
+    items = route(events, 1, DetectionEngine().subject_kinds_for)[0]
+    parts = encode_bounded(items, None, max_bytes=16 * 1024)
+    assert all(len(p) <= 16 * 1024 for p in parts)
+    rejoined = [item for p in parts for item in decode_subject_batch(p)[1]]
+    assert rejoined == [tuple(i) for i in items]
+
+
+def test_internal_records_of_the_per_event_layout_still_decode() -> None:
+    """Records written before views were shared (views inline in each event)."""
+    event = enriched("action", T0, event_id="inline")
+    old = orjson.dumps({"wm": T0, "events": [event], "refs": [["identity", "agent-1", 0, True]]})
+    assert decode_subject_batch(old) == (T0, [("identity", "agent-1", event, True)])

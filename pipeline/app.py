@@ -213,17 +213,17 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         # flight; the batch's offsets are committed only after every ack.
         async for batch in stream.take_events(max_records, within):
             sent: list[Outgoing] = []
-            futures: list[Any] = []
+            futures: list[Any] | None = []
             for group in input_groups(batch):
                 messages = await stage1_group(group)
                 sent += messages
-                try:
-                    futures += await enqueue(messages)
-                except Exception as exc:  # the producer refused: confirm() resends all
-                    log.warning("enqueue failed (%s); the batch will be resent", exc)
-                    futures.append(asyncio.get_running_loop().create_future())
-                    futures[-1].set_exception(exc)
-            await confirm(sent, futures)
+                if futures is not None:
+                    try:
+                        futures += await enqueue(messages)
+                    except Exception as exc:  # the producer refused: deliver all at the end
+                        log.warning("enqueue failed (%s); the batch will be resent", exc)
+                        futures = None
+            await (deliver(sent) if futures is None else confirm(sent, futures))
 
     async def stage1_group(batch: list[Any]) -> list[Outgoing]:
         records = [

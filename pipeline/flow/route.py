@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -85,12 +85,7 @@ class SubjectRecordEncoder:
 
     def close(self) -> None:
         """Put the views back into the events (they are the caller's)."""
-        views = self._views
-        for event, _ in self._events.values():
-            for name in VIEWS:
-                index = event.get(name)
-                if type(index) is int:
-                    event[name] = views[index]
+        put_views_back([event for event, _ in self._events.values()], self._views)
         self._events.clear()
 
     def records(self, items: list[Item], watermark: int | None) -> list[bytes]:
@@ -147,6 +142,17 @@ class SubjectRecordEncoder:
         return hit[1]
 
 
+def put_views_back(
+    events: list[Event], views: Sequence[dict[str, Any]] | Mapping[int, dict[str, Any]]
+) -> None:
+    """Replace each view index an event holds (``SubjectRecordEncoder``) by its dict."""
+    for event in events:
+        for name in VIEWS:
+            index = event.get(name)
+            if type(index) is int:
+                event[name] = views[index]
+
+
 def encode_subject_batch(items: list[Item], watermark: int | None) -> bytes:
     """One internal record holding every item (or a bare watermark), unbounded."""
     with SubjectRecordEncoder() as encoder:
@@ -162,10 +168,5 @@ def decode_subject_batch(value: bytes) -> tuple[int | None, list[Item]]:
     events = data["events"]
     table = data.get("views")
     if table:
-        views = {int(k): v for k, v in table.items()}
-        for event in events:
-            for name in VIEWS:
-                index = event.get(name)
-                if type(index) is int:
-                    event[name] = views[index]
+        put_views_back(events, {int(k): v for k, v in table.items()})
     return data.get("wm"), [(k, s, events[i], p) for k, s, i, p in data["refs"]]

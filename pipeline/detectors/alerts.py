@@ -138,6 +138,7 @@ def to_alert(
             "facts": {str(k): _fact(v) for k, v in finding.facts.items()},
         },
         "frameworks": [{"framework": f.framework, "control": f.control} for f in spec.frameworks],
-        "remediation": spec.remediation,
+        # OCSF defines remediation as an object; the sentence is its ``desc``.
+        "remediation": {"desc": spec.remediation},
     }
     return alert

@@ -18,7 +18,8 @@ from pipeline.embedded.ports import free_port
 from pipeline.settings import Settings, load_settings
 from tests.support.worker import WorkerProcess
 
-REDIS_TEST_DB = 12
+#: Parallel test sessions on one machine each take their own database.
+REDIS_TEST_DB = int(os.environ.get("GOVPIPE_TEST_REDIS_DB", "12"))
 
 
 @pytest.fixture(scope="session")

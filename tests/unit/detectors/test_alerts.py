@@ -81,7 +81,7 @@ def test_alert_shape() -> None:
     assert alert["task_id"] == "task-1" and alert["credential_id"] == "cred-1"
     assert alert["evidence"] == {"event_ids": ["ev-1", "ev-2"], "facts": finding().facts}
     assert {"framework": "OWASP-NHI", "control": "NHI-07"} in alert["frameworks"]
-    assert alert["remediation"] == SP02.remediation
+    assert alert["remediation"] == {"desc": SP02.remediation}
     json.dumps(alert)
 
 

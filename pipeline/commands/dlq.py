@@ -212,7 +212,10 @@ def _produce(
 
 
 def _handle_replay(args: argparse.Namespace) -> int:
+    from pipeline.commands._kafka import require_broker
+
     settings = get_settings()
+    require_broker(settings)
     options = ReplayOptions(
         rule=ReplayFilter(parse_codes(args.code), args.include_redacted),
         limit=args.limit,

@@ -152,10 +152,12 @@ def run(args: argparse.Namespace) -> int:
         print("govpipe publish: no events to send", file=err)
         return 0 if not report.bad else 1
 
+    from pipeline.commands._kafka import client_config, require_broker
     from pipeline.sdk import Publisher
     from pipeline.settings import get_settings
 
     settings = get_settings()
+    require_broker(settings)
     started = time.monotonic()
     last_report = started
     next_count = args.progress_every
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.fmt,
         batch_max_events=args.batch_size,
         batch_max_ms=args.batch_ms,
+        config=client_config(),
     ) as pub:
         send = pub.publish_single if args.single else pub.publish
         for n, event in enumerate(events_of(source(), report.bad_lines), start=1):

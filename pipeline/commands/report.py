@@ -51,12 +51,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from pipeline.commands._kafka import require_broker
     from pipeline.errors import GovpipeError
     from pipeline.report import build_report
 
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise GovpipeError("--max-seconds must be positive")
     settings = get_settings()
+    require_broker(settings)
     built = build_report(settings, args.out, idle_s=args.idle, max_seconds=args.max_seconds)
     s, data = built.summary, built.data
     success, safe = s.completion

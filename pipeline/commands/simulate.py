@@ -227,11 +227,13 @@ class _Stop:
 
 
 def _live(args: argparse.Namespace, sim: Any) -> int:
+    from pipeline.commands._kafka import client_config, require_broker
     from pipeline.sdk import Publisher
     from pipeline.settings import get_settings
     from pipeline.simulate import DirtyRecords
 
     settings = get_settings()
+    require_broker(settings)
     dirt = DirtyRecords(args.seed, binary=True) if args.dirty_rate else None
     pick = random.Random(f"dirty-pick:{args.seed}")
     err = sys.stderr
@@ -247,6 +249,7 @@ def _live(args: argparse.Namespace, sim: Any) -> int:
             fmt=args.fmt,
             batch_max_events=args.batch_size,
             batch_max_ms=args.batch_ms,
+            config=client_config(),
         ) as pub,
     ):
         started = last = time.monotonic()

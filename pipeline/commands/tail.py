@@ -133,9 +133,11 @@ def follow(
 def _handle(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
+    from pipeline.commands._kafka import client_config, require_broker
     from pipeline.topicread import open_reader
 
     settings = get_settings()
+    require_broker(settings)
     kind: Kind = args.what
     topic = spec_for(settings, kind).name
     codec = None
@@ -150,7 +152,12 @@ def _handle(args: argparse.Namespace) -> int:
         metric_codec=codec,
     )
     consumer, partitions = open_reader(
-        settings, topic, from_beginning=args.from_beginning, eof_events=True, purpose="tail"
+        settings,
+        topic,
+        from_beginning=args.from_beginning,
+        eof_events=True,
+        purpose="tail",
+        extra=client_config(),
     )
     try:
         return follow(

@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _create(args: argparse.Namespace) -> int:
     from pipeline.admin import create_topics
+    from pipeline.commands._kafka import require_broker
 
     settings = get_settings()
+    require_broker(settings)
     results = create_topics(settings)
     for r in results:
         print(f"{r.status:8} {r.name}{'  ' + r.detail if r.detail else ''}")

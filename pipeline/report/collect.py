@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import orjson
 
+from pipeline.commands._kafka import client_config
 from pipeline.errors import GovpipeError, InfraError, RejectedInput
 from pipeline.metrics.codec import MetricCodec
 from pipeline.metrics.record import MetricRecord, record_key
@@ -75,6 +76,7 @@ class TopicReader:
                 self.topic,
                 eof_events=True,
                 extra={
+                    **client_config(),
                     "fetch.max.bytes": 50 * 1024 * 1024,
                     "max.partition.fetch.bytes": 10 * 1024 * 1024,
                 },

@@ -83,11 +83,50 @@ def validate_event(raw: Any, *, from_utf8: bool = False) -> Event:
 
 
 def _element_bytes(raw: Any) -> bytes:
-    """The bytes of one rejected batch element, replayable on its own."""
+    """The bytes of one rejected batch element, replayable on its own.
+
+    orjson refuses nesting deeper than 254 (its decoder accepts 1024) and
+    ``repr`` hits the recursion limit well before that, so a deeply nested
+    element is written by an iterative encoder instead (it used to make the
+    whole record an ``internal_error``).
+    """
     try:
         return orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
-        return repr(raw).encode("utf-8", "replace")
+        return _dumps_iterative(raw)
+
+
+def _scalar_bytes(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps(str(value))  # whatever it was, a string says what it held
+
+
+def _dumps_iterative(raw: Any) -> bytes:
+    """JSON of ``raw`` (dicts, lists, scalars) without recursion, so any depth."""
+    out: list[bytes] = []
+    stack: list[Any] = [raw]
+    literal = bytes  # tokens already encoded sit on the stack as bytes
+    while stack:
+        item = stack.pop()
+        if item.__class__ is literal:
+            out.append(item)
+        elif isinstance(item, dict):
+            parts: list[Any] = [b"{"]
+            for n, (key, value) in enumerate(item.items()):
+                parts += [b"," if n else b"", _scalar_bytes(str(key)) + b":", value]
+            parts.append(b"}")
+            stack.extend(reversed(parts))
+        elif isinstance(item, list | tuple):
+            parts = [b"["]
+            for n, value in enumerate(item):
+                parts += [b"," if n else b"", value]
+            parts.append(b"]")
+            stack.extend(reversed(parts))
+        else:
+            out.append(_scalar_bytes(item))
+    return b"".join(out)
 
 
 class Validator:

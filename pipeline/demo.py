@@ -1,15 +1,17 @@
 """`govpipe demo`: everything on one machine, with a live view of what the worker finds.
 
-It starts the embedded broker and a Redis (or uses the one at REDIS_URL, under
-its own key prefix, removed at the end), creates topics, loads the simulator's
+It starts the embedded broker and a Redis of its own (an embedded Valkey; a Redis
+at REDIS_URL is never written to), creates topics, loads the simulator's
 identity registry, runs one worker process and the simulator (with injected
 violations and some hostile records), and shows events/s, the DLQ and the
-alert feed until --duration ends or Ctrl-C.
+alert feed until --duration ends or Ctrl-C. Its temporary directory (worker data
+and logs) is removed at the end unless something failed: then it names it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,14 +222,28 @@ def _cleanup_redis(redis_url: str) -> None:
 def run_demo(
     base: Settings, duration: float | None, rate: float, seed: int, speed: float = 8.0
 ) -> int:
+    data = Path(tempfile.mkdtemp(prefix="govpipe-demo-"))
+    status = 1
+    try:
+        status = _run_demo(data, base, duration, rate, seed, speed)
+        return status
+    finally:
+        if status == 0:
+            shutil.rmtree(data, ignore_errors=True)
+        else:
+            print(f"govpipe demo: logs kept in {data}", file=sys.stderr)
+
+
+def _run_demo(
+    data: Path, base: Settings, duration: float | None, rate: float, seed: int, speed: float
+) -> int:
     from pipeline.simulate import Simulator
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    data = Path(tempfile.mkdtemp(prefix="govpipe-demo-"))
     print("govpipe demo: starting the embedded broker and Redis …", file=sys.stderr)
-    with EmbeddedServices(base.redis_url.get_secret_value()) as services:
+    with EmbeddedServices(base.redis_url.get_secret_value(), key_prefix=DEMO_PREFIX) as services:
         settings = base.model_copy(
             update={
                 "kafka_bootstrap_servers": services.broker.bootstrap,
@@ -307,6 +323,7 @@ def run_demo(
                     proc.kill()
             view.scrape(settings.web_port)
             _cleanup_redis(services.redis.url)
+        worker_log.close()
+        sim_log.close()
         print("\n== summary ==\n" + view.render())
-        print(f"logs: {data}")
     return 0

@@ -16,6 +16,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--broker-port", type=int, default=None, help="default: a free port")
     parser.add_argument(
+        "--existing-redis",
+        action="store_true",
+        help="use the Redis at REDIS_URL (its database, GOVPIPE_REDIS_KEY_PREFIX) instead of "
+        "starting an embedded Valkey; govpipe's commands will then write registry keys there",
+    )
+    parser.add_argument(
         "--no-topics", action="store_true", help="do not create govpipe's topics on start"
     )
     parser.set_defaults(handler=_run)
@@ -29,7 +35,12 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with EmbeddedServices(settings.redis_url.get_secret_value(), args.broker_port) as services:
+    with EmbeddedServices(
+        settings.redis_url.get_secret_value(),
+        args.broker_port,
+        use_existing_redis=args.existing_redis,
+        key_prefix=settings.redis_key_prefix,
+    ) as services:
         if not args.no_topics:
             local = settings.model_copy(
                 update={"kafka_bootstrap_servers": services.broker.bootstrap}

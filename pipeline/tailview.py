@@ -3,7 +3,8 @@
 Pure functions (no I/O, no clock), so every format is unit-tested. Everything shown
 comes from topics anyone may write to: text is escaped (no terminal control
 sequences get through) and bounded, and a record that does not parse becomes a
-one-line warning, never an exception.
+one-line warning, never an exception. Times shown to people are ISO-8601 UTC
+(``2025-11-24T16:03:05Z``); the ``--json`` views keep the records' epoch ms.
 """
 
 from __future__ import annotations
@@ -49,15 +50,34 @@ def preview(value: bytes | None, limit: int = PREVIEW_CHARS) -> str:
     return clean(value.decode("utf-8", "backslashreplace"), limit)
 
 
+#: Epoch ms from 2001-09-09 to 2286-11-20: a fact in this range named *_at, *_time or
+#: *_ms is a point in time; smaller *_ms values are durations and stay numbers.
+EPOCH_MS_RANGE: Final = (10**12, 10**13)
+TIME_SUFFIXES: Final = ("_at", "_time", "_ms")
+
+
 def clock(ms: Any, with_seconds: bool = True) -> str:
-    """Epoch ms as UTC HH:MM[:SS]; anything else as '??'."""
+    """Epoch ms as ISO-8601 UTC (``2025-11-24T16:03:05Z``, or ``…T16:03Z``); else '?'."""
+    unknown = "????-??-??T??:??:??Z" if with_seconds else "????-??-??T??:??Z"
     if isinstance(ms, bool) or not isinstance(ms, int | float):
-        return "??:??:??" if with_seconds else "??:??"
+        return unknown
     try:
         dt = datetime.fromtimestamp(ms / 1000, UTC)
     except (OverflowError, OSError, ValueError):
-        return "??:??:??" if with_seconds else "??:??"
-    return dt.strftime("%H:%M:%S" if with_seconds else "%H:%M")
+        return unknown
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ" if with_seconds else "%Y-%m-%dT%H:%MZ")
+
+
+def fact_value(name: str, value: Any) -> Any:
+    """A fact as people read it: epoch ms under a time-like name become ISO-8601 UTC."""
+    if (
+        name.endswith(TIME_SUFFIXES)
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and EPOCH_MS_RANGE[0] <= value < EPOCH_MS_RANGE[1]
+    ):
+        return clock(value)
+    return value
 
 
 def duration(ms: int) -> str:
@@ -78,11 +98,20 @@ def warning(kind: str, partition: int, offset: int, reason: str) -> str:
     return f"! {kind} p{partition}@{offset}: skipped, {clean(reason, 200)}"
 
 
+def waiting_line(topic: str, existing: int | None) -> str:
+    """What a tail says when it starts at the end of ``topic`` (``existing`` records there)."""
+    if existing:
+        there = f"{existing:,} already there: --from-beginning to read them"
+    else:
+        there = "--from-beginning to read what is there"
+    return f"waiting for new records on {clean(topic, 120)}… ({there})"
+
+
 # ---- alerts ----------------------------------------------------------------------------
 
 
 def format_alert(value: bytes | None, *, colour: bool = False) -> str:
-    """``HH:MM:SS NEW  high     SP-01 identity=… approver=… | title | facts | id``.
+    """``2025-11-24T16:03:05Z NEW high SP-01 identity=… approver=… | title | facts | id``.
 
     Raises ValueError for a value that is not an alert (the caller warns).
     """
@@ -110,7 +139,9 @@ def format_alert(value: bytes | None, *, colour: bool = False) -> str:
     fact_text = ""
     if isinstance(facts, dict) and facts:
         fact_text = " ".join(
-            f"{clean(k, 24)}={clean(v, 24)}" for k, v in list(facts.items())[:6] if v is not None
+            f"{clean(k, 24)}={clean(fact_value(str(k), v), 24)}"
+            for k, v in list(facts.items())[:6]
+            if v is not None
         )
     parts = [paint(head, severity, colour)]
     if subject:

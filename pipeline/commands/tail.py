@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--from-beginning",
         action="store_true",
-        help="start at the oldest record (default: new only)",
+        help="start at the oldest record (default: only records that arrive from now on)",
     )
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N records")
     parser.add_argument(
@@ -130,6 +130,20 @@ def follow(
             return 0
 
 
+def _existing(consumer: Any, topic: str, partitions: int) -> int | None:
+    """Records currently in ``topic`` (high minus low watermark), None if unknown."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    total = 0
+    try:
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=2)
+            total += max(0, high - low)
+    except KafkaException:
+        return None
+    return total
+
+
 def _handle(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
@@ -159,6 +173,8 @@ def _handle(args: argparse.Namespace) -> int:
         purpose="tail",
         extra=client_config(),
     )
+    if not args.from_beginning:
+        print(tailview.waiting_line(topic, _existing(consumer, topic, partitions)), file=sys.stderr)
     try:
         return follow(
             consumer,

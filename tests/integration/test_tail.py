@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from pipeline.metrics import MetricCodec, MetricWindows, action_deltas, record_key
 from pipeline.settings import Settings, settings_env
+from pipeline.tailview import clock as tailview_clock
 from tests.unit.metrics.factory import BASE, HOUR, MIN, random_actions
 
 pytestmark = pytest.mark.integration
@@ -68,3 +69,38 @@ def test_tail_metrics_alerts_and_dlq(settings_factory) -> None:
     dlq = tail(settings, "dlq", "--idle", "1")
     assert dlq.stdout.startswith("invalid_json src=agent.events.v1/?@? ")
     assert "\x1b" not in dlq.stdout
+
+
+def test_tail_says_it_waits_then_shows_new_records(settings_factory) -> None:
+    settings = settings_factory(output_partitions=2)
+    producer = Producer(settings.confluent_config())
+    old = {"detector": "AZ-01", "severity": "high", "activity_id": 1, "time": BASE}
+    producer.produce(settings.topic_alerts, orjson.dumps(old))
+    assert producer.flush(30) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tail", "alerts", "--limit", "1"],
+        env={**os.environ, **settings_env(settings)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line == (
+            f"waiting for new records on {settings.topic_alerts}… "
+            "(1 already there: --from-beginning to read them)\n"
+        )
+        new = {**old, "detector": "SP-01", "evidence": {"facts": {"completed_at": BASE}}}
+        producer.produce(settings.topic_alerts, orjson.dumps(new))
+        assert producer.flush(30) == 0
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    (shown,) = out.splitlines()
+    assert " NEW high     SP-01" in shown and "AZ-01" not in shown
+    assert (
+        shown.startswith(tailview_clock(BASE)) and f"completed_at={tailview_clock(BASE)}" in shown
+    )

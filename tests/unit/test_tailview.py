@@ -76,8 +76,9 @@ def test_preview_is_the_first_120_chars_escaped() -> None:
 
 
 def test_clock_and_duration() -> None:
-    assert clock(T) == "16:03:00" and clock(T, with_seconds=False) == "16:03"
-    assert clock("soon") == "??:??:??" and clock(10**20) == "??:??:??"
+    assert clock(T) == "2025-11-24T16:03:00Z"
+    assert clock(T, with_seconds=False) == "2025-11-24T16:03Z"
+    assert clock("soon") == "????-??-??T??:??:??Z" and clock(10**20) == "????-??-??T??:??:??Z"
     assert [duration(ms) for ms in (60_000, 3_600_000, 90_000, 86_400_000, 1500)] == [
         "1m",
         "1h",
@@ -97,7 +98,7 @@ def test_ratio_shows_numerator_and_denominator_and_na_for_nothing() -> None:
 
 def test_alert_one_liner() -> None:
     line = format_alert(alert())
-    assert line.startswith("16:03:05 NEW high     SP-01 identity=agent-7")
+    assert line.startswith("2025-11-24T16:03:05Z NEW high     SP-01 identity=agent-7")
     assert "| Long-lived credential used" in line
     assert "lifetime_s=864000" in line and "[5f0c7a1e]" in line
     assert "approver" not in line  # null fields are left out
@@ -117,6 +118,22 @@ def test_alert_update_with_approver_and_colour_by_severity() -> None:
 def test_hostile_alert_fields_cannot_drive_the_terminal() -> None:
     line = format_alert(alert(identity_id="x\x1b]0;pwned\x07", severity="\x1b[2J"), colour=True)
     assert "\x1b]" not in line and "\x1b[2J" not in line and "\x07" not in line
+
+
+def test_alert_facts_holding_epoch_ms_are_iso_times_and_durations_stay_numbers() -> None:
+    facts = {"completed_at": T + 812, "review_ms": 4200, "first_seen_time": T, "count_at": 3}
+    line = format_alert(alert(evidence={"facts": facts}))
+    assert "completed_at=2025-11-24T16:03:00Z" in line
+    assert "first_seen_time=2025-11-24T16:03:00Z" in line
+    assert "review_ms=4200" in line and "count_at=3" in line
+    assert str(T) not in line
+
+
+def test_json_alerts_keep_epoch_ms() -> None:
+    value = alert(evidence={"facts": {"completed_at": T}})
+    _, out, _ = run([[FakeMessage(value)]], kind="alerts", as_json=True, limit=1)
+    assert orjson.loads(out[0])["evidence"]["facts"]["completed_at"] == T
+    assert orjson.loads(out[0])["time"] == T + 5000
 
 
 @pytest.mark.parametrize("value", [b"", b"not json", b"[1]", orjson.dumps({"a": 1})])
@@ -146,7 +163,9 @@ def test_metric_line_puts_success_beside_safe_then_governance_in_order() -> None
             alerts_total=8,
         )
     )
-    assert line.startswith("16:03  1m global  success 94.0% (47/50) | safe 80.0% (40/50) ‖ ")
+    assert line.startswith(
+        "2025-11-24T16:03Z  1m global  success 94.0% (47/50) | safe 80.0% (40/50) ‖ "
+    )
     order = ["success", "safe", "authorised", "attributable", "ephemeral", "revoked", "meaningful"]
     positions = [line.index(word) for word in order]
     assert positions == sorted(positions)
@@ -305,7 +324,7 @@ def test_no_follow_waits_for_eof_on_every_partition_or_long_silence() -> None:
 
 def test_alert_and_dlq_rendering_through_the_loop() -> None:
     _, out, err = run([[FakeMessage(b"nope", 0, 3), FakeMessage(alert())]], kind="alerts", limit=1)
-    assert out[0].startswith("16:03:05 NEW high")
+    assert out[0].startswith("2025-11-24T16:03:05Z NEW high")
     assert len(err) == 1 and err[0].startswith("! alerts p0@3: skipped, not JSON")
     _, out, _ = run(
         [[FakeMessage(b"\x01\x02", headers=[("error.code", b"invalid_json")])]],
@@ -324,3 +343,14 @@ def test_fatal_kafka_error_surfaces() -> None:
 
     with pytest.raises(InfraError):
         run([[FakeMessage(None, error=FakeError(-150, fatal=True))]], limit=1)
+
+
+def test_waiting_line_offers_from_beginning() -> None:
+    from pipeline.tailview import waiting_line
+
+    assert waiting_line("governance.alerts.v1", 1234) == (
+        "waiting for new records on governance.alerts.v1… "
+        "(1,234 already there: --from-beginning to read them)"
+    )
+    assert waiting_line("t", 0).endswith("(--from-beginning to read what is there)")
+    assert waiting_line("t", None).endswith("(--from-beginning to read what is there)")

@@ -2,7 +2,9 @@
 
 Load validates the whole registry file before writing anything (see
 ``pipeline/enrichment/registry.py``); show prints what the enricher will see,
-raw hash and parsed view side by side, to debug an AT-01 or SP-06 finding.
+raw hash and parsed view side by side, to debug an AT-01 or SP-06 finding. The
+parsed view's times are ISO-8601 UTC (``--epoch-ms`` keeps the numbers); the raw
+hash is shown exactly as stored.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pipeline.enrichment.registry import (
 from pipeline.enrichment.views import GarbageReport, credential_view, identity_view
 from pipeline.errors import ConfigError, InfraError
 from pipeline.settings import Settings, get_settings
+from pipeline.tailview import clean, fact_value
 
 
 def register(subparsers: Any) -> None:
@@ -58,6 +61,11 @@ def register(subparsers: Any) -> None:
         "--credentials",
         action="store_true",
         help="also list the identity's credentials (scans all credential keys: slow)",
+    )
+    show.add_argument(
+        "--epoch-ms",
+        action="store_true",
+        help="show the parsed view's times as epoch milliseconds, not ISO-8601 UTC",
     )
     _prefix_option(show)
     show.set_defaults(handler=_show)
@@ -121,11 +129,13 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _entry(
-    client: redis.Redis, key: str, fields: Any, view: Any, report: GarbageReport
+    client: redis.Redis, key: str, fields: Any, view: Any, report: GarbageReport, iso: bool
 ) -> dict[str, Any]:
     """The raw hash beside what the enricher makes of it (None when absent)."""
     raw = read_hash(client, key)
     enriched = view(key, [raw.get(f) for f in fields], report) if raw is not None else None
+    if iso and isinstance(enriched, dict):
+        enriched = {k: fact_value(k, v) for k, v in enriched.items()}
     return {"key": key, "fields": raw, "enrichment": enriched}
 
 
@@ -137,20 +147,32 @@ def _show(args: argparse.Namespace) -> int:
     client = _client(settings)
     report = GarbageReport()
     out: dict[str, Any] = {}
-    found = True
+    missing: list[str] = []
+    iso = not args.epoch_ms
     try:
         if args.identity_id:
-            out["identity"] = _entry(
-                client, keys.identity(args.identity_id), IDENTITY_FIELDS, identity_view, report
+            identity = _entry(
+                client, keys.identity(args.identity_id), IDENTITY_FIELDS, identity_view, report, iso
             )
-            found &= out["identity"]["fields"] is not None
-            if args.credentials:
-                out["credential_ids"] = credentials_of(client, keys, args.identity_id)
+            if identity["fields"] is None:
+                missing.append(f"identity {clean(args.identity_id, 200)}")
+            else:
+                out["identity"] = identity
+                if args.credentials:
+                    out["credential_ids"] = credentials_of(client, keys, args.identity_id)
         if args.credential:
-            out["credential"] = _entry(
-                client, keys.credential(args.credential), CREDENTIAL_FIELDS, credential_view, report
+            credential = _entry(
+                client,
+                keys.credential(args.credential),
+                CREDENTIAL_FIELDS,
+                credential_view,
+                report,
+                iso,
             )
-            found &= out["credential"]["fields"] is not None
+            if credential["fields"] is None:
+                missing.append(f"credential {clean(args.credential, 200)}")
+            else:
+                out["credential"] = credential
     except ResponseError as exc:
         # e.g. WRONGTYPE: someone stored a non-hash under a registry key.
         raise ConfigError(f"cannot read the registry key: {str(exc)[:160]}") from None
@@ -160,5 +182,12 @@ def _show(args: argparse.Namespace) -> int:
         ) from None
     finally:
         client.close()
-    sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0 if found else 1
+    if out:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    for what in missing:
+        print(
+            f"govpipe: no {what} in the registry (prefix {keys.prefix}, Redis at "
+            f"{settings.redis_url_redacted})",
+            file=sys.stderr,
+        )
+    return 1 if missing else 0

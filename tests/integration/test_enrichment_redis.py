@@ -39,6 +39,7 @@ from pipeline.enrichment import (
 from pipeline.enrichment.keys import CREDENTIAL_FIELDS
 from pipeline.errors import ConfigError, InfraError
 from pipeline.settings import get_settings, redact_url
+from pipeline.tailview import clock
 from tests.support.reference_enricher import MemoryEnricher
 
 pytestmark = pytest.mark.integration
@@ -857,9 +858,12 @@ def test_identities_load_and_show(
     shown = orjson.loads(capsys.readouterr().out)
     assert shown["identity"]["enrichment"]["allowed_scopes"] == ["crm.read", "crm.records.export"]
     assert shown["credential_ids"] == ["c1"]
-    assert shown["credential"]["enrichment"]["issued_at"] == T
+    assert shown["credential"]["enrichment"]["issued_at"] == clock(T)  # ISO-8601 UTC
+    assert main([*args, "--credential", "c1", "--epoch-ms"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["credential"]["enrichment"]["issued_at"] == T
     assert main(["identities", "show", "nobody", "--key-prefix", prefix]) == 1
-    assert orjson.loads(capsys.readouterr().out)["identity"]["fields"] is None
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("govpipe: no identity nobody in the registry (prefix ")
 
 
 def test_identities_load_writes_nothing_when_an_entry_is_bad(

@@ -88,11 +88,12 @@ class SubjectRecordEncoder:
         put_views_back([event for event, _ in self._events.values()], self._views)
         self._events.clear()
 
-    def records(self, items: list[Item], watermark: int | None) -> list[bytes]:
+    def records(self, items: list[Item], watermark: Any) -> list[bytes]:
         """Item order kept, each record at most ``max_bytes`` unless one event alone
-        is bigger. Only the last record carries the watermark: stage 2 judges
-        lateness against the watermark before the record, so every item is judged
-        against the same one wherever the batch is split."""
+        is bigger. Only the last record carries the watermark report (the JSON of
+        ``watermarks.InputMarks``): stage 2 judges lateness against the watermark
+        before the record, so every item is judged against the same one wherever
+        the batch is split."""
         index: dict[int, int] = {}
         events: list[Event] = []
         refs: list[tuple[str, str, int, bool]] = []
@@ -153,15 +154,16 @@ def put_views_back(
                 event[name] = views[index]
 
 
-def encode_subject_batch(items: list[Item], watermark: int | None) -> bytes:
+def encode_subject_batch(items: list[Item], watermark: Any) -> bytes:
     """One internal record holding every item (or a bare watermark), unbounded."""
     with SubjectRecordEncoder() as encoder:
         return encoder.records(items, watermark)[0]
 
 
-def decode_subject_batch(value: bytes) -> tuple[int | None, list[Item]]:
-    """Items of an internal record; the copies of one event share one dict, and
-    the events of one identity or credential share its views (all read-only)."""
+def decode_subject_batch(value: bytes) -> tuple[Any, list[Item]]:
+    """(watermark report, items) of an internal record; the copies of one event
+    share one dict, and the events of one identity or credential share its views
+    (all read-only). The report is raw JSON: ``watermarks.InputMarks.from_json``."""
     data = orjson.loads(value)
     if "refs" not in data:  # the first layout: one [kind, subject, event, primary] per copy
         return data.get("wm"), [tuple(i) for i in data["items"]]  # type: ignore[misc]

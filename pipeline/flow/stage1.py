@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from pipeline.flow.route import (
     route,
 )
 from pipeline.flow.validate import Rejection, Validator
+from pipeline.flow.watermarks import InputMarks, InputTracker
 from pipeline.redact import redact_event
 from pipeline.retry import retry_forever
 
@@ -39,7 +41,7 @@ SUBJECT_RECORD_MAX_BYTES = 4 * 1024 * 1024
 
 
 def encode_bounded(
-    items: list[Item], watermark: int | None, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
+    items: list[Item], watermark: Any, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
 ) -> list[bytes]:
     """``items`` as internal records of at most ``max_bytes`` each (a single
     oversized event still goes alone); see ``SubjectRecordEncoder``."""
@@ -93,15 +95,47 @@ class Stage1:
         enricher: Enricher,
         subjects_of: SubjectsOf,
         watermark_every_s: float = 1.0,
+        input_partitions: int = 1,
+        idle_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.validator = validator
         self.partitions = partitions
         self.enricher = enricher
         self.subjects_of = subjects_of
         self.watermark_every_s = watermark_every_s
+        #: wall clock for idleness and broadcast pacing only (never for event time)
+        self.clock = clock
         self._last_broadcast = 0.0
+        #: the report every stage-2 partition last got from us (see ``tick``)
+        self._broadcast: InputMarks | None = None
         self.stats = Stage1Stats()
-        self.watermark: int | None = None
+        #: per input partition: newest event time routed, idle or not (flow/watermarks.py)
+        self.inputs = InputTracker(input_partitions, idle_s)
+
+    @property
+    def watermark(self) -> int | None:
+        """The newest event time routed from any input partition (for gauges)."""
+        return self.inputs.newest
+
+    def tick(self, caught_up: dict[int, bool], now: float | None = None) -> list[tuple[int, bytes]]:
+        """Idleness (a partition caught up to its end offset and silent for the idle
+        time stops holding the watermark back) and the report to every stage-2
+        partition when it changed since it last went to all of them."""
+        now = self.clock() if now is None else now
+        self.inputs.tick(now, caught_up)
+        report = self.inputs.report()
+        if report == self._broadcast:
+            return []
+        return self._broadcast_report(report, range(self.partitions), now)
+
+    def _broadcast_report(
+        self, report: InputMarks, partitions: Any, now: float
+    ) -> list[tuple[int, bytes]]:
+        marks = report.to_json()
+        self._last_broadcast = now
+        self._broadcast = report
+        return [(p, encode_subject_batch([], marks)) for p in partitions]
 
     async def process(self, records: list[SourceRecord]) -> Stage1Output:
         out = Stage1Output()
@@ -110,11 +144,18 @@ class Stage1:
         if resolver.missing(ids):
             await retry_forever(lambda: resolver.resolve(ids), log=log, what="schema registry")
         events: list[Event] = []
+        now = self.clock()
         for record in records:
+            newest: int | None = None
             for rejection, in_events in self._validate(record):
                 if rejection is not None:
                     self._reject(out, rejection, record)
                 events.extend(in_events)
+                for event in in_events:
+                    t = event["event_time"]
+                    if newest is None or t > newest:
+                        newest = t
+            self.inputs.observe(record.partition, newest, now)
         self.stats.records_in += len(records)
         self.stats.events_in += len(events)
         for i, event in enumerate(events):
@@ -130,27 +171,22 @@ class Stage1:
             await retry_forever(lambda: enricher.enrich(events), log=log, what="redis")
             self.stats.redis_seconds_sum += time.perf_counter() - started
             self.stats.redis_calls += 1
-        if events:
-            newest = max(e["event_time"] for e in events)
-            if self.watermark is None or newest > self.watermark:
-                self.watermark = newest
-                self.stats.newest_event_ms = newest
+        self.stats.newest_event_ms = self.inputs.newest
         routed = route(events, self.partitions, self.subjects_of)
+        # Each record's report is taken after its events were observed: a stage-2
+        # partition gets the events of a batch before (or with) the report covering them.
+        report = self.inputs.report()
+        marks = report.to_json()
         # Not closed: the events end here, so their views need not be put back.
         encoder = SubjectRecordEncoder(SUBJECT_RECORD_MAX_BYTES)
         for partition, items in routed.items():
-            for value in encoder.records(items, self.watermark):
+            for value in encoder.records(items, marks):
                 out.subject_records.append((partition, value))
-        now = time.monotonic()
-        if events and now - self._last_broadcast >= self.watermark_every_s:
+        if records and now - self._last_broadcast >= self.watermark_every_s:
             # Partitions this batch did not reach still need the watermark to move
             # (absence checks fire on event time, not on the wall clock).
-            self._last_broadcast = now
-            for partition in range(self.partitions):
-                if partition not in routed:
-                    out.subject_records.append(
-                        (partition, encode_subject_batch([], self.watermark))
-                    )
+            rest = [p for p in range(self.partitions) if p not in routed]
+            out.subject_records += self._broadcast_report(report, rest, now)
         out.events = len(events)
         self.stats.events_out += len(events)
         return out

@@ -37,6 +37,7 @@ import orjson
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.flow import outcomes
 from pipeline.flow.route import Item, partition_for, subject_key
+from pipeline.flow.watermarks import Frontier, InputMarks
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
 from pipeline.metrics.deltas import Outcome, outcome_deltas
 
@@ -47,8 +48,8 @@ PARTITION_KEY = "__partition__:{}"
 REDO_KEY = "__redo__:{}:{}"
 #: Upper bound of one redo chunk's value (the changelog takes 8 MiB messages).
 REDO_CHUNK_BYTES = 1024 * 1024
-#: One internal record: (offset, upstream watermark, items).
-Record = tuple[int, int | None, list[Item]]
+#: One internal record: (offset, upstream watermark report as JSON, items).
+Record = tuple[int, Any, list[Item]]
 #: One changelog write: (table key, value, value as written).
 Write = tuple[str, Any, bytes]
 #: Subject kind of a metric dimension's windows (fed by deltas routed back to us).
@@ -108,6 +109,8 @@ class _Cursor:
     sources: dict[str, int]
     #: per partition, the ``seen`` it reported (see PROGRESS)
     relayed: dict[str, int]
+    #: the input partitions' watermark reports, merged (flow/watermarks.py)
+    frontier: Frontier
 
 
 def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) -> list[Write]:
@@ -273,6 +276,7 @@ class Stage2:
             pstate.get("newest"),
             dict(pstate.get("sources") or {}),
             dict(pstate.get("relayed") or {}),
+            Frontier(pstate.get("inputs")),
         )
         fresh_records = [r for r in records if r[0] > done]
         out.skipped = len(records) - len(fresh_records)
@@ -288,6 +292,7 @@ class Stage2:
             "newest": cursor.newest,
             "sources": cursor.sources,
             "relayed": cursor.relayed,
+            "inputs": cursor.frontier.state,
             "done": done,
             "out": {
                 "alerts": out.alerts,
@@ -382,7 +387,7 @@ class Stage2:
         store: StateStore,
         partition: int,
         offset: int,
-        upstream_wm: int | None,
+        upstream_wm: Any,
         items: list[Item],
     ) -> Stage2Output:
         """One record as a unit of its own, written to ``store`` as the changelog
@@ -400,18 +405,22 @@ class Stage2:
         dirty: dict[str, dict[str, Any]],
         partition: int,
         offset: int,
-        upstream_wm: int | None,
+        upstream_wm: Any,
         items: list[Item],
         cursor: _Cursor,
         out: Stage2Output,
     ) -> None:
         before = cursor.wm
-        if upstream_wm is not None:
-            candidate = upstream_wm - self.lateness
-            cursor.wm = candidate if cursor.wm is None else max(cursor.wm, candidate)
-            cursor.newest = (
-                upstream_wm if cursor.newest is None else max(cursor.newest, upstream_wm)
-            )
+        marks = InputMarks.from_json(upstream_wm)
+        if marks is not None:
+            # The frontier is the minimum over every input partition (idle ones
+            # aside), so the order Kafka hands partitions over in changes nothing.
+            cursor.frontier.merge(marks)
+            frontier = cursor.frontier.value()
+            if frontier is not None:
+                candidate = frontier - self.lateness
+                cursor.wm = candidate if cursor.wm is None else max(cursor.wm, candidate)
+                cursor.newest = frontier if cursor.newest is None else max(cursor.newest, frontier)
         watermark = cursor.wm
         self.stats.items_in += len(items)
         heap = self._timers[partition]
@@ -500,10 +509,11 @@ class Stage2:
         out.alerts += alerts
         out.new_events += new_events
         self.stats.records_in += 1
-        if upstream_wm is not None and (
-            self.stats.newest_event_ms is None or upstream_wm > self.stats.newest_event_ms
+        newest = cursor.frontier.newest
+        if newest is not None and (
+            self.stats.newest_event_ms is None or newest > self.stats.newest_event_ms
         ):
-            self.stats.newest_event_ms = upstream_wm
+            self.stats.newest_event_ms = newest
         for alert in alerts:
             self.stats.alerts_by_detector[alert["detector"]] += 1
             if alert["activity_id"] == 1:

@@ -182,7 +182,14 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     )
     policy = load_policy(settings.policy_file)
     engine = DetectionEngine(policy)
-    stage1 = Stage1(validator, settings.subjects_partitions, enricher, engine.subject_kinds_for)
+    stage1 = Stage1(
+        validator,
+        settings.subjects_partitions,
+        enricher,
+        engine.subject_kinds_for,
+        input_partitions=settings.events_partitions,
+        idle_s=settings.idle_partition_s,
+    )
     grace_ms = int(engine.specs["SP-02"].thresholds.get("grace_s", 300)) * 1000
     stage2 = Stage2(
         engine,
@@ -207,6 +214,11 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     metrics_topic = app.topic(settings.topic_metrics, key_serializer="raw", value_serializer="raw")
     max_records, within = settings.batch_max_records, settings.batch_max_wait_s
     partitions = settings.subjects_partitions
+    # Held while stage 1 turns records into messages and enqueues them, and while the
+    # tick enqueues a watermark report: a report never overtakes the events it covers.
+    stage1_lock = asyncio.Lock()
+    max_skew_ms = settings.max_partition_skew_s * 1000
+    paused: set[int] = set()
 
     async def stage1_agent(stream: Any) -> None:
         # Each group's output is enqueued and the next group handled while it is in
@@ -215,15 +227,70 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             sent: list[Outgoing] = []
             futures: list[Any] | None = []
             for group in input_groups(batch):
-                messages = await stage1_group(group)
-                sent += messages
-                if futures is not None:
-                    try:
-                        futures += await enqueue(messages)
-                    except Exception as exc:  # the producer refused: deliver all at the end
-                        log.warning("enqueue failed (%s); the batch will be resent", exc)
-                        futures = None
+                async with stage1_lock:
+                    messages = await stage1_group(group)
+                    sent += messages
+                    if futures is not None:
+                        try:
+                            futures += await enqueue(messages)
+                        except Exception as exc:  # the producer refused: deliver all at the end
+                            log.warning("enqueue failed (%s); the batch will be resent", exc)
+                            futures = None
             await (deliver(sent) if futures is None else confirm(sent, futures))
+            align()
+
+    def align() -> None:
+        """Watermark alignment (as Flink's): pause input partitions running more than
+        the allowed skew ahead of the slowest active one; resume them when it catches up."""
+        ahead = stage1.inputs.ahead(max_skew_ms)
+        pause, resume = ahead - paused, paused - ahead
+        if pause:
+            app.consumer.pause_partitions({TP(settings.topic_events, p) for p in pause})
+        if resume:
+            app.consumer.resume_partitions({TP(settings.topic_events, p) for p in resume})
+        paused.clear()
+        paused.update(ahead)
+
+    async def caught_up() -> dict[int, bool]:
+        """Per owned input partition: has stage 1 read everything up to its end offset?"""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == settings.topic_events]
+        owned = {tp.partition for tp in tps}
+        stage1.inputs.revoke(stage1.inputs.owned - owned)
+        stage1.inputs.assign(owned, stage1.clock())
+        total = app.consumer.topic_partitions(settings.topic_events)
+        if total:
+            stage1.inputs.partitions = int(total)
+        if not tps:
+            return {}
+        ends = await app.consumer.highwaters(*tps)
+        out: dict[int, bool] = {}
+        for tp in tps:
+            end = ends.get(tp)
+            read = stage1.inputs.read_up_to(tp.partition)
+            if end is None:
+                out[tp.partition] = False
+            elif read is not None:
+                out[tp.partition] = read + 1 >= end
+            else:
+                position = await app.consumer.position(tp)
+                out[tp.partition] = position is not None and position >= end
+        return out
+
+    async def stage1_tick() -> None:
+        try:
+            status = await caught_up()
+        except Exception as exc:  # broker trouble: the partitions simply stay active
+            log.debug("input end offsets unavailable (%s)", exc)
+            return
+        align()
+        async with stage1_lock:
+            messages: list[Outgoing] = [
+                (subjects_topic, {"value": value, "partition": partition})
+                for partition, value in stage1.tick(status)
+            ]
+            futures = await enqueue(messages) if messages else []
+        if messages:
+            await confirm(messages, futures)
 
     async def stage1_group(batch: list[Any]) -> list[Outgoing]:
         records = [
@@ -302,6 +369,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     # run different stages belong to different consumer groups (GOVPIPE_APP_ID).
     if 1 in settings.worker_stages:
         app.agent(events_topic, name="govpipe.stage1")(stage1_agent)
+        app.timer(1.0, name="govpipe.stage1.watermarks")(stage1_tick)
     if 2 in settings.worker_stages:
         state = app.Table(
             "subject-state",
@@ -324,5 +392,10 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     @app.on_partitions_revoked.connect  # type: ignore[misc,arg-type]
     async def _revoked(app: Any, revoked: Any, **_: Any) -> None:
         stage2.forget({tp.partition for tp in revoked if tp.topic == settings.topic_subjects})
+        # Another process may own these now: we no longer report their watermark.
+        stage1.inputs.revoke({tp.partition for tp in revoked if tp.topic == settings.topic_events})
+        paused.difference_update(
+            tp.partition for tp in revoked if tp.topic == settings.topic_events
+        )
 
     return Pipeline(app, settings, stage1, stage2)

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     max_events_per_record: int = Field(10_000, ge=1)
     metric_windows_s: list[int] = Field(default_factory=lambda: [60], min_length=1)
     metrics_lateness_s: int = Field(900, ge=0)
+    #: An input partition caught up to its end offset and silent this long stops
+    #: holding the watermark back (Flink's idleness); it holds again on new data.
+    idle_partition_s: float = Field(10.0, gt=0, le=3600)
+    #: Watermark alignment: stage 1 pauses an input partition whose event time runs
+    #: this far ahead of the slowest active one it owns (bounds waiting state in backfills).
+    max_partition_skew_s: int = Field(3600, ge=60)
     metrics_format: Literal["avro", "json"] = "avro"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -27,6 +27,10 @@ def _event_time(event: Event) -> int:
     return int(event["event_time"])
 
 
+def _in_order(event: Event) -> tuple[int, str]:
+    return int(event["event_time"]), str(event["event_id"])
+
+
 class DetectionEngine:
     """Detectors with the policy applied: switches, thresholds, severities, exceptions."""
 
@@ -53,6 +57,12 @@ class DetectionEngine:
         # every subject of every record): live ids per kind, severity overrides.
         self._live = {k: frozenset(d.spec.id for d in ds) for k, ds in self._by_kind.items()}
         self._severity = {i: self.policy.severity(s) for i, s in self.specs.items()}
+        #: per subject kind, the event types some windowed detector consumes (held
+        #: until the watermark passes them)
+        self._windowed_types = {
+            k: frozenset(t for d in ds if d.spec.window_ms is not None for t in d.spec.event_types)
+            for k, ds in self._by_kind.items()
+        }
 
     def subject_kinds_for(self, event: Event) -> list[tuple[str, str]]:
         """Where stage 1 must route ``event``: one (kind, value) per subject it feeds."""
@@ -67,15 +77,35 @@ class DetectionEngine:
         watermark: int,
         late: list[Event] | None = None,
     ) -> list[Finding]:
-        """Feed ``events`` (any order; sorted by event time here) then fire due timers.
+        """Feed ``events`` (any order) then fire due timers.
 
-        ``late`` events arrived after the watermark passed them (beyond the allowed
-        lateness): they feed only single-event detectors (DESIGN §3 "Event time").
+        Single-event detectors see ``events`` at once, sorted by event time.
+        Windowed detectors see them only once the watermark has passed them, in
+        event-time order (ties by event id), held in ``state["_held"]`` until then:
+        what they find then depends on the events, not on the order Kafka delivered
+        them in (docs/event-time.md). ``late`` events arrived after the watermark
+        had passed them: they feed only single-event detectors.
         """
         detectors = self._by_kind.get(kind, [])
         live = self._live.get(kind, frozenset())
         for stale in [k for k in state if k not in live and not k.startswith("_")]:
             del state[stale]  # a detector disabled or removed since: its state is moot
+        windowed_types = self._windowed_types.get(kind)
+        ready: list[Event] = []
+        if windowed_types:
+            held = state.get("_held")
+            wanted = [e for e in events if e["event_type"] in windowed_types]
+            if wanted or held:
+                pool = (held or []) + wanted
+                ready = [e for e in pool if e["event_time"] <= watermark]
+                rest = [e for e in pool if e["event_time"] > watermark] if ready else pool
+                if rest:
+                    state["_held"] = rest
+                else:
+                    state.pop("_held", None)
+                ready.sort(key=_in_order)
+        elif "_held" in state:
+            del state["_held"]  # windowed detectors disabled since
         if len(events) > 1:
             events = sorted(events, key=_event_time)  # stable: ties keep their order
         if late and len(late) > 1:
@@ -83,12 +113,17 @@ class DetectionEngine:
         present = {e["event_type"] for e in events}
         if late:
             present.update(e["event_type"] for e in late)
+        present_ready = {e["event_type"] for e in ready}
         findings: list[Finding] = []
         for det in detectors:
             types = det.spec.event_types
-            if present.isdisjoint(types):
+            windowed = det.spec.window_ms is not None
+            if (present_ready if windowed else present).isdisjoint(types):
                 continue
-            source = events + late if late and det.spec.window_ms is None else events
+            if windowed:
+                source = ready
+            else:
+                source = events + late if late else events
             batch = [e for e in source if e["event_type"] in types]
             if not batch:
                 continue
@@ -113,12 +148,16 @@ class DetectionEngine:
 
     @staticmethod
     def next_deadline(state: State) -> int | None:
-        """The earliest timer any detector of this subject asked for (None = none)."""
+        """The earliest timer any detector of this subject asked for, or the
+        earliest held event (None = none)."""
         deadlines = [
             int(v["_deadline"])
             for k, v in state.items()
             if not k.startswith("_") and isinstance(v, dict) and v.get("_deadline") is not None
         ]
+        held = state.get("_held")
+        if held:
+            deadlines.append(min(int(e["event_time"]) for e in held))
         return min(deadlines) if deadlines else None
 
     def due(self, state: State, watermark: int) -> bool:

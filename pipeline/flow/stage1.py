@@ -155,7 +155,7 @@ class Stage1:
                     t = event["event_time"]
                     if newest is None or t > newest:
                         newest = t
-            self.inputs.observe(record.partition, newest, now)
+            self.inputs.observe(record.partition, newest, now, record.offset)
         self.stats.records_in += len(records)
         self.stats.events_in += len(events)
         for i, event in enumerate(events):

@@ -65,6 +65,8 @@ class _Input:
     last_data: float = 0.0
     #: monotonic time the partition was assigned to this process
     assigned_at: float = 0.0
+    #: offset of the last record read (None: nothing read since assignment)
+    offset: int | None = None
 
 
 class InputTracker:
@@ -90,12 +92,16 @@ class InputTracker:
     def owned(self) -> set[int]:
         return set(self._inputs)
 
-    def observe(self, partition: int, newest: int | None, now: float) -> None:
+    def observe(
+        self, partition: int, newest: int | None, now: float, offset: int | None = None
+    ) -> None:
         """A record of ``partition`` was read (``newest``: its newest valid event time)."""
         state = self._inputs.get(partition)
         if state is None:
             state = self._inputs[partition] = _Input(assigned_at=now)
         state.last_data = now
+        if offset is not None:
+            state.offset = offset if state.offset is None else max(state.offset, offset)
         state.idle = False
         if newest is not None and (state.newest is None or newest > state.newest):
             state.newest = newest
@@ -110,6 +116,11 @@ class InputTracker:
                 state.idle = idle
                 changed = True
         return changed
+
+    def read_up_to(self, partition: int) -> int | None:
+        """The offset of the last record read from ``partition`` since assignment."""
+        state = self._inputs.get(partition)
+        return None if state is None else state.offset
 
     def report(self) -> InputMarks:
         return InputMarks(

@@ -13,9 +13,13 @@ Rules (DESIGN §3 "Event time"; all times are event times, nothing reads a clock
 * A delta for an older window is NOT applied: its ``n`` is added to ``late_events``
   of the window the watermark is in (same dimension), i.e. the window it arrived in.
 * Windows are evicted once the watermark is past ``end + allowed_lateness``.
-* ``retention`` caps the window starts kept per size (a guard against runaway event
-  times): past it the oldest start is emitted and closed early, and later deltas for
-  it count as late. With sane watermarks about ``lateness / size + 2`` are open.
+* Windows close on the watermark only, never early because of a count: closing
+  early during a backfill (when one input partition runs hours ahead of another)
+  turned later corrections into ``late_events``. Their memory is bounded where the
+  skew is made: stage 1 pauses an input partition running more than
+  ``max_partition_skew_s`` ahead of the slowest (watermark alignment), so about
+  ``(skew + lateness) / size + 2`` starts are open per size. ``retention`` is only
+  the count past which one warning says that bound is not holding.
 
 The whole state is one JSON-able dict (``state``), so it can live in a faust Table;
 faust only persists a value that is assigned back (``table[key] = windows.state``).
@@ -36,7 +40,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_RETENTION", "MetricWindows", "record_key"]
 
-DEFAULT_RETENTION: Final = 64
+DEFAULT_RETENTION: Final = 512
 STATE_VERSION: Final = 1
 
 State = dict[str, Any]
@@ -224,14 +228,14 @@ class MetricWindows:
         return out
 
     def _enforce_retention(self, out: list[MetricRecord], wm: int) -> None:
+        """Say once when more starts are open than the skew bound allows (see the
+        module doc); they stay open until the watermark closes them."""
         groups: dict[str, Any] = self._state["g"]
-        for w in self.window_sizes:
-            starts = sorted(g["ws"] for g in groups.values() if g["w"] == w)
-            for ws in starts[: max(0, len(starts) - self.retention)]:
-                group = groups.pop(f"{w}|{ws}")
-                out.extend(self._emit(group, wm))
-                floor = self._state["floor"].get(str(w))
-                self._state["floor"][str(w)] = ws if floor is None else max(floor, ws)
-                log.warning(
-                    "metric window %s+%s ms closed early: retention %s", ws, w, self.retention
-                )
+        if len(groups) > self.retention * len(self.window_sizes) and not self._state.get("warned"):
+            self._state["warned"] = True
+            log.warning(
+                "%d metric windows open (watermark %s): an input partition is holding the "
+                "watermark back; windows close when it catches up or goes idle",
+                len(groups),
+                wm,
+            )

@@ -120,10 +120,7 @@ class DetectionEngine:
             windowed = det.spec.window_ms is not None
             if (present_ready if windowed else present).isdisjoint(types):
                 continue
-            if windowed:
-                source = ready
-            else:
-                source = events + late if late else events
+            source = ready if windowed else (events + late if late else events)
             batch = [e for e in source if e["event_type"] in types]
             if not batch:
                 continue

@@ -1,9 +1,13 @@
 """Findings -> ``governance.alerts.v1`` records: OCSF 1.1 Detection Finding + govpipe fields.
 
-The alert id is a UUIDv5 of detector|subject|window_start (detector|subject for
-single-event findings), so the same finding always gets the same id: a replay or a
-crash-restart yields an OCSF Update (activity 2) of the id, never a second page.
-``record_alert`` keeps, per subject, which ids were already sent.
+One alert is one incident. Its id is a UUIDv5 of detector|subject|window_start for
+windowed findings, and of detector|subject|period for single-event findings, where
+the period is the dedup period (``dedup_s``, 1 h by default) holding the finding's
+event time: fixed periods of event time, so the id does not depend on the order
+occurrences arrive in. Every occurrence inside the period is an OCSF Update
+(activity 2) that adds its evidence; none is dropped. A replay or a crash-restart
+yields Updates of the same ids, never a second page. ``record_alert`` keeps, per
+subject, which ids were already sent. See docs/contracts/alerts.md.
 
 Alerts carry ids and numbers only (``evidence.facts`` is restricted to scalars and
 lists of scalars, strings bounded); raw attribute values never reach them.
@@ -42,16 +46,20 @@ SUBJECT_FIELDS: Final = (
 )
 
 
-def alert_id(finding: Finding) -> str:
-    """Deterministic: one id per detector, subject and window."""
+def alert_id(finding: Finding, dedup_ms: int = 3_600_000) -> str:
+    """Deterministic: one id per detector, subject and window (windowed findings)
+    or dedup period of event time (single-event findings)."""
     key = f"{finding.detector}|{finding.subject}"
     if finding.window_start is not None:
         key += f"|{finding.window_start}"
+    else:
+        key += f"|p{finding.time - finding.time % max(1, dedup_ms)}"
     return str(uuid.uuid5(ALERT_NAMESPACE, key))
 
 
-def record_alert(state: State, alert_id: str, time: int) -> tuple[Activity, int]:
-    """Remember an alert id for this subject: ("create", 1) first, then ("update", n).
+def record_alert(state: State, alert_id: str, time: int, n: int = 1) -> tuple[Activity, int]:
+    """Remember ``n`` occurrences of an alert id for this subject: ("create", n) the
+    first time, then ("update", total so far).
 
     ``state["_alerts"]`` maps id -> [count, first_time, last_time], bounded to
     ``MAX_ALERTS_PER_SUBJECT`` (an id forgotten that long ago is created afresh).
@@ -60,16 +68,22 @@ def record_alert(state: State, alert_id: str, time: int) -> tuple[Activity, int]
     entry = seen.pop(alert_id, None)
     if entry is None:
         entry = [0, time, time]
-    entry = [entry[0] + 1, min(entry[1], time), max(entry[2], time)]
+    first = entry[0] == 0
+    entry = [entry[0] + n, min(entry[1], time), max(entry[2], time)]
     seen[alert_id] = entry  # re-inserted: dict order is least- to most-recently seen
     while len(seen) > MAX_ALERTS_PER_SUBJECT:
         del seen[next(iter(seen))]
-    return ("create" if entry[0] == 1 else "update"), entry[0]
+    return ("create" if first else "update"), entry[0]
 
 
 def first_seen(state: State, alert_id: str) -> int | None:
     entry = state.get("_alerts", {}).get(alert_id)
     return int(entry[1]) if entry else None
+
+
+def last_seen(state: State, alert_id: str) -> int | None:
+    entry = state.get("_alerts", {}).get(alert_id)
+    return int(entry[2]) if entry else None
 
 
 def _fact(value: Any) -> Any:
@@ -90,14 +104,16 @@ def to_alert(
     count: int,
     product_version: str,
     first_seen_time: int | None = None,
+    last_seen_time: int | None = None,
+    dedup_ms: int = 3_600_000,
 ) -> dict[str, Any]:
-    """The alert record (DESIGN §4). ``spec`` is the policy-effective spec."""
-    uid = alert_id(finding)
+    """The alert record (docs/contracts/alerts.md). ``spec`` is the policy-effective spec."""
+    uid = alert_id(finding, dedup_ms)
     severity = finding.severity or spec.severity
     activity_id = ACTIVITY_ID[activity]
     start = finding.window_start
     first = min(x for x in (first_seen_time, start, finding.time) if x is not None)
-    last = max(finding.time, finding.window_end or finding.time)
+    last = max(x for x in (finding.time, finding.window_end, last_seen_time) if x is not None)
     alert: dict[str, Any] = {
         # OCSF 1.1 Detection Finding
         "class_uid": CLASS_UID,
@@ -135,6 +151,8 @@ def to_alert(
         "window_end": finding.window_end,
         "evidence": {
             "event_ids": [str(e) for e in finding.event_ids[:MAX_EVIDENCE_EVENTS]],
+            # bounded: how many of this record's events the list leaves out
+            "event_ids_omitted": max(0, len(finding.event_ids) - MAX_EVIDENCE_EVENTS),
             "facts": {str(k): _fact(v) for k, v in finding.facts.items()},
         },
         "frameworks": [{"framework": f.framework, "control": f.control} for f in spec.frameworks],

@@ -4,7 +4,7 @@ Either the event names no identity at all, or it names one the registry does not
 know. An event whose identity was simply not enriched (no registry lookup ran)
 proves nothing and is skipped. Identity-less events have no identity subject of
 their own; they are reported under ``UNATTRIBUTED`` (the subject stage 1 should
-route them to), one finding per platform per renotify period.
+route them to), one alert per platform per dedup period (each occurrence an Update).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
-from pipeline.detectors.windows import renotify
 
 #: Subject of events with no identity_id.
 UNATTRIBUTED = "<unattributed>"
@@ -39,7 +38,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"action", "delegation"}),
     window_ms=None,
-    thresholds={"renotify_s": HOUR // SECOND},  # per subject, reason and platform
+    thresholds={"dedup_s": HOUR // SECOND},  # per subject, reason and platform
     frameworks=(
         nist_csf("PR.AA-01"),
         nist_csf("DE.CM-03"),
@@ -65,14 +64,11 @@ def _reason(event: Event) -> str | None:
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     findings = []
-    period = int(ctx.thresholds["renotify_s"]) * SECOND
     for event in events:
         reason = _reason(event)
         if reason is None:
             continue
         t = int(event["event_time"])
-        if not renotify(state, f"{reason}|{event.get('platform')}", t, period):
-            continue
         facts: dict[str, Any] = {
             "reason": reason,
             "event_type": event["event_type"],

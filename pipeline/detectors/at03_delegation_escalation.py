@@ -22,7 +22,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import capped, covered, credential_of, event_context, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 SPEC = DetectorSpec(
     id="AT-03",
@@ -35,7 +34,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"delegation"}),
     window_ms=None,
-    thresholds={"renotify_s": HOUR // SECOND},  # per delegator, delegate and excess scopes
+    thresholds={"dedup_s": HOUR // SECOND},  # per delegator, delegate and excess scopes
     frameworks=(
         owasp_nhi(5),
         nist_csf("PR.AA-05"),
@@ -66,7 +65,6 @@ def held_scopes(event: Event) -> tuple[list[str], list[str]] | None:
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     findings = []
-    period = int(ctx.thresholds["renotify_s"]) * SECOND
     for event in events:
         delegated = [s for s in event.get("scopes") or [] if s]
         holdings = held_scopes(event)
@@ -78,8 +76,6 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
             continue
         t = int(event["event_time"])
         delegate = event.get("delegate_identity_id")
-        if not renotify(state, f"{delegate}|{','.join(excess)}", t, period):
-            continue
         findings.append(
             Finding(
                 detector=ctx.spec.id,

@@ -24,7 +24,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 #: Attribute keys naming a user agent once case and punctuation are dropped.
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
@@ -44,7 +43,7 @@ SPEC = DetectorSpec(
     thresholds={
         "non_human_kinds": ["ai_agent", "service_account", "workload"],
         "browser_markers": ["Mozilla/", "Chrome/", "Safari/", "Firefox/", "Edg/"],
-        "renotify_s": HOUR // SECOND,  # per identity and signal
+        "dedup_s": HOUR // SECOND,  # per identity and signal
     },
     frameworks=(
         owasp_nhi(10),
@@ -81,7 +80,6 @@ def interactive_signal(
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     findings = []
-    period = int(ctx.thresholds["renotify_s"]) * SECOND
     kinds = {str(k) for k in ctx.thresholds["non_human_kinds"]}
     markers = [str(m) for m in ctx.thresholds["browser_markers"]]
     for event in events:
@@ -93,8 +91,6 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
             continue
         name, key, browser = signal
         t = int(event["event_time"])
-        if not renotify(state, name, t, period):
-            continue
         findings.append(
             Finding(
                 detector=ctx.spec.id,

@@ -2,7 +2,7 @@
 
 Without a decision logged when the action was requested there is no evidence it
 was authorised at all (a decision reconstructed afterwards is not evidence). One
-finding per identity and action name per renotify period: a platform that never
+finding per identity and action name per dedup period: a platform that never
 calls its policy engine is one finding kept up to date, not one per action.
 """
 
@@ -20,7 +20,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
-from pipeline.detectors.windows import renotify
 
 SPEC = DetectorSpec(
     id="AZ-01",
@@ -30,7 +29,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"action"}),
     window_ms=None,
-    thresholds={"renotify_s": HOUR // SECOND},  # per identity and action name
+    thresholds={"dedup_s": HOUR // SECOND},  # per identity and action name
     frameworks=(
         nist_csf("PR.AA-05"),
         nist_csf("PR.PS-04"),
@@ -47,13 +46,10 @@ SPEC = DetectorSpec(
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     findings = []
-    period = int(ctx.thresholds["renotify_s"]) * SECOND
     for event in events:
         if event.get("policy_decision") is not None:
             continue
         t = int(event["event_time"])
-        if not renotify(state, str(event.get("action") or ""), t, period):
-            continue
         findings.append(
             Finding(
                 detector=ctx.spec.id,

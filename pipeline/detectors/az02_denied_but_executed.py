@@ -19,7 +19,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 SPEC = DetectorSpec(
     id="AZ-02",
@@ -29,7 +28,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"action"}),
     window_ms=None,
-    thresholds={"renotify_s": HOUR // SECOND},  # per identity, action and resource
+    thresholds={"dedup_s": HOUR // SECOND},  # per identity, action and resource
     frameworks=(
         owasp_nhi(5),
         nist_csf("PR.AA-05"),
@@ -46,14 +45,10 @@ SPEC = DetectorSpec(
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     findings = []
-    period = int(ctx.thresholds["renotify_s"]) * SECOND
     for event in events:
         if event.get("policy_decision") != "deny" or event.get("outcome") != "success":
             continue
         t = int(event["event_time"])
-        tag = f"{event.get('action') or ''}|{event.get('resource') or ''}"
-        if not renotify(state, tag, t, period):
-            continue
         findings.append(
             Finding(
                 detector=ctx.spec.id,

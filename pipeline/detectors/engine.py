@@ -17,9 +17,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.detectors.alerts import alert_id, first_seen, record_alert, to_alert
+from pipeline.detectors.alerts import alert_id, first_seen, last_seen, record_alert, to_alert
 from pipeline.detectors.base import Context, Detector, DetectorSpec, Event, Finding, State
-from pipeline.detectors.policy import DEFAULT_POLICY, Policy
+from pipeline.detectors.policy import DEFAULT_DEDUP_S, DEFAULT_POLICY, Policy
 from pipeline.detectors.registry import all_detectors, subject_kinds_for
 
 
@@ -29,6 +29,19 @@ def _event_time(event: Event) -> int:
 
 def _in_order(event: Event) -> tuple[int, str]:
     return int(event["event_time"]), str(event["event_id"])
+
+
+DEFAULT_DEDUP_MS = DEFAULT_DEDUP_S * 1000
+
+
+def _merged(findings: list[Finding]) -> Finding:
+    """One finding for several occurrences of one incident: the latest one's facts
+    and subject, every occurrence's events (first seen first)."""
+    if len(findings) == 1:
+        return findings[0]
+    latest = max(findings, key=lambda f: f.time)
+    ids = list(dict.fromkeys(str(e) for f in findings for e in f.event_ids))
+    return dataclasses.replace(latest, event_ids=ids)
 
 
 class DetectionEngine:
@@ -57,6 +70,11 @@ class DetectionEngine:
         # every subject of every record): live ids per kind, severity overrides.
         self._live = {k: frozenset(d.spec.id for d in ds) for k, ds in self._by_kind.items()}
         self._severity = {i: self.policy.severity(s) for i, s in self.specs.items()}
+        #: dedup period of each detector's single-event alerts (policy-effective)
+        self._dedup_ms = {
+            i: int(s.thresholds.get("dedup_s", DEFAULT_DEDUP_S)) * 1000
+            for i, s in self.specs.items()
+        }
         #: per subject kind, the event types some windowed detector consumes (held
         #: until the watermark passes them)
         self._windowed_types = {
@@ -165,12 +183,20 @@ class DetectionEngine:
     def alerts(
         self, state: State, findings: list[Finding], *, product_version: str
     ) -> list[dict[str, Any]]:
-        """Alerts for ``findings`` of this subject: Create the first time, Update after."""
-        out = []
+        """Alerts for ``findings`` of this subject: Create the first time, Update after.
+
+        Occurrences of one incident (same alert id) found in one call become one
+        record whose evidence holds all their events and whose ``count`` counts them.
+        """
+        grouped: dict[str, list[Finding]] = {}
         for finding in findings:
+            aid = alert_id(finding, self._dedup_ms.get(finding.detector, DEFAULT_DEDUP_MS))
+            grouped.setdefault(aid, []).append(finding)
+        out = []
+        for aid, same in grouped.items():
+            finding = _merged(same)
             spec = self.specs[finding.detector]
-            aid = alert_id(finding)
-            activity, count = record_alert(state, aid, finding.time)
+            activity, count = record_alert(state, aid, finding.time, len(same))
             out.append(
                 to_alert(
                     finding,
@@ -179,6 +205,8 @@ class DetectionEngine:
                     count=count,
                     product_version=product_version,
                     first_seen_time=first_seen(state, aid),
+                    last_seen_time=last_seen(state, aid),
+                    dedup_ms=self._dedup_ms.get(finding.detector, DEFAULT_DEDUP_MS),
                 )
             )
         return out

@@ -185,6 +185,11 @@ def _threshold_problem(default: Any, value: Any) -> str | None:
     return None
 
 
+#: Every detector's alerts group single-event occurrences per this period unless
+#: its spec or the policy says otherwise (``thresholds.dedup_s``).
+DEFAULT_DEDUP_S = 3600
+
+
 def _cross_check(policy: Policy, specs: Mapping[str, DetectorSpec]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     for det_id, settings in policy.detectors.items():
@@ -194,9 +199,10 @@ def _cross_check(policy: Policy, specs: Mapping[str, DetectorSpec]) -> list[tupl
             continue
         for name, value in settings.thresholds.items():
             loc: Loc = ("detectors", det_id, "thresholds", name)
-            if name not in spec.thresholds:
+            default = spec.thresholds.get(name, DEFAULT_DEDUP_S if name == "dedup_s" else None)
+            if default is None:
                 problems.append((loc, "unknown threshold"))
-            elif (problem := _threshold_problem(spec.thresholds[name], value)) is not None:
+            elif (problem := _threshold_problem(default, value)) is not None:
                 problems.append((loc, problem))
     for table in ("identities", "approvers"):
         for det_id in getattr(policy.exceptions, table):

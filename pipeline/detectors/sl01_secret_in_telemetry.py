@@ -21,7 +21,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import capped, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 from pipeline.records import EVENT_TYPES
 
 #: Subject of events with no identity_id (as AT-01).
@@ -37,7 +36,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=EVENT_TYPES,
     window_ms=None,
-    thresholds={"renotify_s": HOUR // SECOND},  # per subject and (paths, kinds)
+    thresholds={"dedup_s": HOUR // SECOND},  # per subject and (paths, kinds)
     frameworks=(
         owasp_nhi(2),
         nist_csf("PR.DS-01"),
@@ -54,7 +53,6 @@ SPEC = DetectorSpec(
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
     findings = []
-    period = int(ctx.thresholds["renotify_s"]) * SECOND
     for event in events:
         found = [s for s in event.get("_secrets") or [] if isinstance(s, dict)]
         if not found:
@@ -62,8 +60,6 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         paths = capped({str(s.get("path")) for s in found})
         kinds = capped({str(s.get("kind")) for s in found})
         t = int(event["event_time"])
-        if not renotify(state, f"{','.join(paths)}|{','.join(kinds)}", t, period):
-            continue
         findings.append(
             Finding(
                 detector=ctx.spec.id,

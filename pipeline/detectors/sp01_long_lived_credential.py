@@ -27,7 +27,6 @@ from pipeline.detectors.common import (
     seconds,
 )
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 ID = "SP-01"
 KINDS = ("ai_agent", "workload", "service_account")
@@ -48,7 +47,7 @@ SPEC = DetectorSpec(
         "max_lifetime_workload_s": DAY // 1000,
         "max_lifetime_service_account_s": 90 * DAY // 1000,
         "max_lifetime_other_s": DAY // 1000,  # human or unknown kind
-        "renotify_s": DAY // 1000,  # one finding per credential per day while in use
+        "dedup_s": DAY // 1000,  # one finding per credential per day while in use
     },
     frameworks=(
         owasp_nhi(7),
@@ -80,8 +79,6 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         if lifetime is not None and int(lifetime) <= max_ms:
             continue
         t = int(event["event_time"])
-        if not renotify(state, "use", t, int(th["renotify_s"] * 1000)):
-            continue
         findings.append(
             Finding(
                 detector=ID,

@@ -30,7 +30,6 @@ from pipeline.detectors.common import (
     scope_covers,
 )
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 ID = "SP-04"
 MAX_SCOPES = 256
@@ -47,7 +46,7 @@ SPEC = DetectorSpec(
     subject="credential",
     event_types=frozenset({"credential.issued", "credential.rotated", "action"}),
     window_ms=None,
-    thresholds={"renotify_s": HOUR // 1000},  # per credential and scope
+    thresholds={"dedup_s": HOUR // 1000},  # per credential and scope
     frameworks=(
         owasp_nhi(5),
         nist_csf("PR.AA-05"),
@@ -115,7 +114,7 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         task_first = tasks.get(task) if task else None
         if granted_at is not None and task_first is not None and granted_at > task_first:
             reasons.append("scope_added_mid_task")
-        if not reasons or not renotify(state, scope, t, int(ctx.thresholds["renotify_s"] * 1000)):
+        if not reasons:
             continue
         findings.append(
             Finding(

@@ -27,7 +27,7 @@ from pipeline.detectors.base import (
 from pipeline.detectors.common import credential_of, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.policy import policy_of
-from pipeline.detectors.windows import renotify, set_deadline
+from pipeline.detectors.windows import set_deadline
 
 ID = "SP-05"
 LEVELS = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -45,7 +45,7 @@ SPEC = DetectorSpec(
     window_ms=None,
     thresholds={
         "min_sensitivity": "high",  # low | medium | high | critical
-        "renotify_s": HOUR // 1000,  # per credential and action
+        "dedup_s": HOUR // 1000,  # per credential and action
     },
     frameworks=(
         owasp_nhi(7),
@@ -80,8 +80,6 @@ def _judge(
     if issued_via == "jit" or (issued_via is None and kind == "jit_token"):
         return None
     t = int(item["t"])
-    if not renotify(state, str(item["action"] or ""), t, int(ctx.thresholds["renotify_s"] * 1000)):
-        return None
     return Finding(
         detector=ID,
         subject=ctx.subject,

@@ -20,7 +20,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 ID = "SP-06"
 
@@ -44,7 +43,7 @@ SPEC = DetectorSpec(
     window_ms=None,
     thresholds={
         "statuses": ["offboarded", "disabled"],
-        "renotify_s": HOUR // 1000,  # per identity and event type
+        "dedup_s": HOUR // 1000,  # per identity and event type
     },
     frameworks=(
         owasp_nhi(1),
@@ -66,9 +65,6 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         if not identity.get("known") or status not in statuses:
             continue
         t = int(event["event_time"])
-        tag = str(event["event_type"])
-        if not renotify(state, tag, t, int(ctx.thresholds["renotify_s"] * 1000)):
-            continue
         findings.append(
             Finding(
                 detector=ID,

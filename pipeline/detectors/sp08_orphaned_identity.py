@@ -18,7 +18,6 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import renotify
 
 ID = "SP-08"
 
@@ -43,7 +42,7 @@ SPEC = DetectorSpec(
     window_ms=None,
     thresholds={
         "owner_statuses": ["offboarded", "disabled"],
-        "renotify_s": DAY // 1000,  # one finding per identity per day while it acts
+        "dedup_s": DAY // 1000,  # one finding per identity per day while it acts
     },
     frameworks=(
         owasp_nhi(1),
@@ -72,8 +71,6 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         else:
             continue
         t = int(event["event_time"])
-        if not renotify(state, "orphaned", t, int(ctx.thresholds["renotify_s"] * 1000)):
-            continue
         findings.append(
             Finding(
                 detector=ID,

@@ -184,3 +184,16 @@ def run(
 
 
 __all__ = ["CRED_LIFETIME_MS", "IDENTITY", "MINUTE", "SECOND", "T0", "enriched", "run"]
+
+
+def incidents(findings: list[Finding]) -> list[int]:
+    """The activity of each finding's alert (1 Create, 2 Update), in order, through
+    the engine's dedup: every occurrence is a finding, and the alert id groups the
+    occurrences of one subject per dedup period of event time."""
+    from pipeline.detectors.engine import DetectionEngine
+
+    engine = DetectionEngine()
+    state: State = {}
+    return [
+        a["activity_id"] for f in findings for a in engine.alerts(state, [f], product_version="t")
+    ]

@@ -59,9 +59,42 @@ def finding(**over: object) -> Finding:
 def test_alert_id_is_uuid5_of_detector_subject_window() -> None:
     ns = alerts.ALERT_NAMESPACE
     assert alerts.alert_id(finding()) == str(uuid.uuid5(ns, "SP-02|task-1|1000"))
-    single = finding(window_start=None, window_end=None)
-    assert alerts.alert_id(single) == str(uuid.uuid5(ns, "SP-02|task-1"))
     assert alerts.alert_id(finding(window_start=2000)) != alerts.alert_id(finding())
+
+
+def test_single_event_alert_id_is_per_fixed_dedup_period_of_event_time() -> None:
+    ns = alerts.ALERT_NAMESPACE
+    hour = 3_600_000
+    at = 5 * hour + 1
+    single = finding(window_start=None, window_end=None, time=at)
+    assert alerts.alert_id(single) == str(uuid.uuid5(ns, f"SP-02|task-1|p{5 * hour}"))
+    same_period = finding(window_start=None, window_end=None, time=6 * hour - 1)
+    next_period = finding(window_start=None, window_end=None, time=6 * hour)
+    assert alerts.alert_id(same_period) == alerts.alert_id(single)
+    assert alerts.alert_id(next_period) != alerts.alert_id(single)
+    # a shorter period per detector (policy dedup_s) splits them
+    assert alerts.alert_id(same_period, 60_000) != alerts.alert_id(single, 60_000)
+
+
+def test_occurrences_in_one_period_are_one_create_then_updates_with_every_event() -> None:
+    from pipeline.detectors.engine import DetectionEngine
+
+    engine = DetectionEngine()
+    state: dict = {}
+    hour = 3_600_000
+    occ = [
+        finding(window_start=None, window_end=None, time=hour + i, event_ids=[f"e{i}"])
+        for i in range(3)
+    ]
+    for f in occ:
+        f.detector = "SP-01"
+    first = engine.alerts(state, occ[:2], product_version="t")
+    later = engine.alerts(state, occ[2:], product_version="t")
+    assert [a["activity_id"] for a in first + later] == [1, 2]
+    assert first[0]["evidence"]["event_ids"] == ["e0", "e1"] and first[0]["count"] == 2
+    assert later[0]["evidence"]["event_ids"] == ["e2"] and later[0]["count"] == 3
+    assert later[0]["alert_id"] == first[0]["alert_id"]
+    assert later[0]["finding_info"]["last_seen_time"] == hour + 2
 
 
 def test_alert_shape() -> None:
@@ -79,7 +112,11 @@ def test_alert_shape() -> None:
     assert alert["metadata"]["product"]["vendor_name"] == "govpipe"
     assert alert["identity_id"] is None and alert["approver"] is None  # n/a -> null
     assert alert["task_id"] == "task-1" and alert["credential_id"] == "cred-1"
-    assert alert["evidence"] == {"event_ids": ["ev-1", "ev-2"], "facts": finding().facts}
+    assert alert["evidence"] == {
+        "event_ids": ["ev-1", "ev-2"],
+        "event_ids_omitted": 0,
+        "facts": finding().facts,
+    }
     assert {"framework": "OWASP-NHI", "control": "NHI-07"} in alert["frameworks"]
     assert alert["remediation"] == {"desc": SP02.remediation}
     json.dumps(alert)

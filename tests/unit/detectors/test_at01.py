@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline.detectors.at01_unattributable_action import DETECTOR, SPEC, UNATTRIBUTED
 from pipeline.detectors.base import HOUR, Context, Finding
-from tests.unit.detectors.factory import T0, enriched
+from tests.unit.detectors.factory import T0, enriched, incidents
 
 
 def feed(events: list[Any], subject: str = "agent-1", state: Any = None) -> list[Finding]:
@@ -36,11 +36,11 @@ def test_negative_known_identity_or_not_enriched() -> None:
     assert feed([enriched("action", T0, identity=None)]) == []  # no lookup: no evidence
 
 
-def test_edge_once_per_platform_per_hour() -> None:
+def test_edge_every_occurrence_reported_one_incident_per_hour() -> None:
     state: dict[str, Any] = {}
     unknown = {"known": False}
-    assert len(feed([enriched("action", T0, identity=unknown)], state=state)) == 1
-    assert feed([enriched("action", T0 + HOUR - 1, identity=unknown)], state=state) == []
-    other = enriched("action", T0 + HOUR - 1, identity=unknown, platform="code-assist")
-    assert len(feed([other], state=state)) == 1
-    assert len(feed([enriched("action", T0 + HOUR, identity=unknown)], state=state)) == 1
+    found = feed([enriched("action", T0, identity=unknown)], state=state)
+    found += feed([enriched("action", T0 + HOUR - 1, identity=unknown)], state=state)
+    found += feed([enriched("action", T0 + HOUR, identity=unknown)], state=state)
+    assert len(found) == 3  # no occurrence is dropped
+    assert incidents(found) == [1, 2, 1]  # a Create, its Update, a new period

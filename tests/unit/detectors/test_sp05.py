@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.detectors.base import HOUR, MINUTE
 from pipeline.detectors.sp05_static_credential_sensitive_action import DETECTOR
 
-from .factory import T0, enriched, run
+from .factory import T0, enriched, incidents, run
 
 STATIC = {"issued_via": "static", "kind": "api_key"}
 
@@ -49,9 +49,9 @@ def test_jit_is_judged_from_kind_when_issued_via_unknown() -> None:
     assert len(run(DETECTOR, [act(credential={"issued_via": None, "kind": "api_key"})])) == 1
 
 
-def test_renotify_edge_one_hour() -> None:
-    assert len(run(DETECTOR, [act(T0), act(T0 + HOUR - 1)])) == 1
-    assert len(run(DETECTOR, [act(T0), act(T0 + HOUR)])) == 2
+def test_dedup_edge_one_hour() -> None:
+    assert incidents(run(DETECTOR, [act(T0), act(T0 + HOUR - 1)])) == [1, 2]
+    assert incidents(run(DETECTOR, [act(T0), act(T0 + HOUR)])) == [1, 1]
 
 
 UNKNOWN = {"known": False, "issued_via": None, "kind": None}

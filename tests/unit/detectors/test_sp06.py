@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.detectors.base import HOUR
 from pipeline.detectors.sp06_inactive_identity_activity import DETECTOR
 
-from .factory import T0, enriched, run
+from .factory import T0, enriched, incidents, run
 
 
 def test_offboarded_identity_action_fires() -> None:
@@ -32,28 +32,11 @@ def test_revoking_a_dead_identitys_credential_is_not_activity() -> None:
     )
 
 
-def test_renotify_edge_per_event_type() -> None:
+def test_dedup_edge_one_hour() -> None:
     off = {"status": "offboarded"}
-    assert (
-        len(
-            run(
-                DETECTOR,
-                [
-                    enriched("action", T0, identity=off),
-                    enriched("action", T0 + HOUR - 1, identity=off),
-                ],
-            )
-        )
-        == 1
-    )
-    assert (
-        len(
-            run(
-                DETECTOR,
-                [enriched("action", T0, identity=off), enriched("action", T0 + HOUR, identity=off)],
-            )
-        )
-        == 2
-    )
+    within = [enriched("action", T0, identity=off), enriched("action", T0 + HOUR - 1, identity=off)]
+    assert incidents(run(DETECTOR, within)) == [1, 2]
+    across = [enriched("action", T0, identity=off), enriched("action", T0 + HOUR, identity=off)]
+    assert incidents(run(DETECTOR, across)) == [1, 1]
     mixed = [enriched("action", T0, identity=off), enriched("delegation", T0 + 1, identity=off)]
     assert len(run(DETECTOR, mixed)) == 2

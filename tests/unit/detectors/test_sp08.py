@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.detectors.base import DAY
 from pipeline.detectors.sp08_orphaned_identity import DETECTOR
 
-from .factory import T0, enriched, run
+from .factory import T0, enriched, incidents, run
 
 
 def test_no_owner_fires() -> None:
@@ -32,10 +32,11 @@ def test_active_owner_and_humans_are_clean() -> None:
 def test_edge_owner_status_and_renotify() -> None:
     assert run(DETECTOR, [enriched("action", T0, identity={"owner_status": "active"})]) == []
     orphan = {"owner_status": "disabled"}
+    day = T0 - T0 % DAY  # dedup periods are fixed days of event time (UTC)
     once = [
-        enriched("action", T0, identity=orphan),
-        enriched("action", T0 + DAY - 1, identity=orphan),
+        enriched("action", day, identity=orphan),
+        enriched("action", day + DAY - 1, identity=orphan),
     ]
-    assert len(run(DETECTOR, once)) == 1
+    assert incidents(run(DETECTOR, once)) == [1, 2]
     twice = [enriched("action", T0, identity=orphan), enriched("action", T0 + DAY, identity=orphan)]
-    assert len(run(DETECTOR, twice)) == 2
+    assert incidents(run(DETECTOR, twice)) == [1, 1]

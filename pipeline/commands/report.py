@@ -8,6 +8,7 @@ HTML page with inline CSS and SVG: nothing on it is fetched from anywhere.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from pipeline.settings import get_settings
@@ -41,6 +42,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="quiet seconds that mean a topic has been read to the end",
     )
     parser.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only metric windows and alerts from TIME: ISO-8601 (2026-05-01T10:00Z), "
+        "epoch ms, or a span before now (30m, 2h, 7d)",
+    )
+    parser.add_argument("--until", metavar="TIME", help="only up to TIME (same forms)")
+    parser.add_argument(
+        "--team",
+        metavar="TEAM",
+        help="only this team: its metric windows, and alerts whose identity is in it "
+        "(the registry in Redis says which)",
+    )
+    parser.add_argument(
         "--screenshot",
         type=Path,
         default=None,
@@ -52,20 +66,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _handle(args: argparse.Namespace) -> int:
     from pipeline.commands._kafka import require_broker
-    from pipeline.errors import GovpipeError
+    from pipeline.errors import ConfigError, GovpipeError
     from pipeline.report import build_report
+    from pipeline.report.scope import parse_scope
 
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise GovpipeError("--max-seconds must be positive")
+    try:
+        scope = parse_scope(args.since, args.until, args.team, int(time.time() * 1000))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     settings = get_settings()
     require_broker(settings)
-    built = build_report(settings, args.out, idle_s=args.idle, max_seconds=args.max_seconds)
+    built = build_report(
+        settings, args.out, idle_s=args.idle, max_seconds=args.max_seconds, scope=scope
+    )
     s, data = built.summary, built.data
     success, safe = s.completion
     print(
         f"wrote {built.path}: {data.metric_records_read} metric records "
         f"({s.metric_windows} global windows), {s.alerts_total} distinct alerts "
-        f"from {data.alert_records_read} records"
+        f"from {data.alert_records_read} records" + (f"; limited to {s.scope}" if s.scope else "")
     )
     if success.denominator:
         print(

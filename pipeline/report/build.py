@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.report.collect import DEFAULT_IDLE_S, ReportData, collect
 from pipeline.report.render import render_report
+from pipeline.report.scope import Scope, apply_scope
 from pipeline.report.summary import Summary, registry_titles, summarise
 from pipeline.settings import Settings
 
@@ -21,9 +23,9 @@ class BuiltReport:
     summary: Summary
 
 
-def render_data(data: ReportData, *, generated_at_ms: int) -> tuple[str, Summary]:
+def render_data(data: ReportData, *, generated_at_ms: int, scope: str = "") -> tuple[str, Summary]:
     """HTML for already-collected data (also used with synthetic data)."""
-    summary = summarise(data, registry_titles())
+    summary = summarise(data, registry_titles(), scope)
     page = render_report(
         summary,
         generated_at_ms=generated_at_ms,
@@ -32,6 +34,43 @@ def render_data(data: ReportData, *, generated_at_ms: int) -> tuple[str, Summary
         records_read=(data.metric_records_read, data.alert_records_read),
     )
     return page, summary
+
+
+def registry_teams(
+    settings: Settings, data: ReportData
+) -> Callable[[list[str]], Mapping[str, str | None]]:
+    """identity ids -> team from the registry in Redis (alerts carry no team); when
+    Redis cannot be read, no alert matches a team and ``data`` gets a note saying so."""
+
+    def team_of(ids: list[str]) -> Mapping[str, str | None]:
+        import redis
+
+        from pipeline.enrichment.keys import KeySpace
+
+        keys = KeySpace(settings.redis_key_prefix)
+        try:
+            client = redis.Redis.from_url(
+                settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=3
+            )
+            try:
+                pipe = client.pipeline(transaction=False)
+                for identity in ids:
+                    pipe.hget(keys.identity(identity), "team")
+                teams = pipe.execute()
+            finally:
+                client.close()
+        except (redis.RedisError, OSError) as exc:
+            data.notes.append(
+                f"Alerts are not filtered by team: the identity registry at "
+                f"{settings.redis_url_redacted} could not be read ({type(exc).__name__})."
+            )
+            return {}
+        return {
+            i: (t.decode("utf-8", "replace") if isinstance(t, bytes) else t)
+            for i, t in zip(ids, teams, strict=True)
+        }
+
+    return team_of
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -55,11 +94,16 @@ def build_report(
     idle_s: float = DEFAULT_IDLE_S,
     max_seconds: float | None = None,
     generated_at_ms: int | None = None,
+    scope: Scope | None = None,
 ) -> BuiltReport:
-    """Read the metrics and alerts topics of ``settings`` and write the HTML report."""
+    """Read the metrics and alerts topics of ``settings`` and write the HTML report
+    (limited to ``scope``: a time range, a team)."""
     path = Path(out_path)
     data = collect(settings, idle_s=idle_s, max_seconds=max_seconds)
+    scope = scope or Scope()
+    if not scope.everything:
+        data = apply_scope(data, scope, registry_teams(settings, data))
     now = generated_at_ms if generated_at_ms is not None else int(time.time() * 1000)
-    page, summary = render_data(data, generated_at_ms=now)
+    page, summary = render_data(data, generated_at_ms=now, scope=scope.describe())
     write_atomically(path, page)
     return BuiltReport(path, data, summary)

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from pipeline.report.summary import OTHER_SEVERITY, SEVERITIES, DetectorRow, Point
+from pipeline.report.summary import (
+    MAX_GAP_WINDOWS,
+    OTHER_SEVERITY,
+    SEVERITIES,
+    DetectorRow,
+    Point,
+)
 
 SUCCESS_COLOUR: Final = "#2f5fd0"
 SAFE_COLOUR: Final = "#0f8a64"
@@ -107,8 +113,6 @@ def rate_floor(points: Sequence[Point]) -> float:
     return math.floor(floor * 4) / 4 if floor < 0.5 else floor
 
 
-#: A stretch of more than this many empty windows is cut out of the time axis.
-MAX_GAP_WINDOWS: Final = 10
 BREAK_PX: Final = 30
 MIN_CLUSTER_PX: Final = 24
 

@@ -153,6 +153,8 @@ class ReportData:
     alerts_topic: str = ""
     #: True when ``--max-seconds`` stopped a read before the topic was quiet.
     truncated: bool = False
+    #: notes for the reader from collecting or scoping (shown under the header)
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_alert(value: bytes | None) -> dict[str, Any] | None:

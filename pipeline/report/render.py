@@ -183,12 +183,21 @@ def _header(summary: Summary, generated_at_ms: int) -> str:
         span = max(summary.last_ms - summary.first_ms, 0)
         same_day = utc(summary.first_ms, "%Y-%m-%d") == utc(summary.last_ms, "%Y-%m-%d")
         end_fmt = "%H:%M" if same_day else "%Y-%m-%d %H:%M"
+        if summary.stretches > 1:  # the time between stretches has no data, nor the chart
+            length = (
+                f"{_duration(summary.data_ms)} of data in {summary.stretches} stretches; "
+                f"the {_duration(max(span - summary.data_ms, 0))} between them had none"
+            )
+        else:
+            length = _duration(span)
         covered = (
             f"<b>{esc(utc(summary.first_ms, '%Y-%m-%d %H:%M'))} → "
-            f"{esc(utc(summary.last_ms, end_fmt))} UTC</b> ({_duration(span)})"
+            f"{esc(utc(summary.last_ms, end_fmt))} UTC</b> ({length})"
         )
     else:
         covered = "<b>no data</b>"
+    if summary.scope:
+        covered += f"<br>Limited to <b>{esc(summary.scope)}</b>"
     return (
         '<header class="top"><div><h1>Agent governance report</h1>'
         '<p class="sub">Successful completion is not safe completion: what the automation '
@@ -256,6 +265,13 @@ def _completion(summary: Summary) -> str:
     axis = f" The rate axis starts at {floor * 100:.0f}%." if floor > 0 else ""
     if clipped:
         axis += " A triangle on it marks a window with few tasks whose rate is below it."
+    if summary.sparse_windows:
+        axis += (
+            f" {_int(summary.sparse_windows)} near-empty window"
+            f"{'s' if summary.sparse_windows != 1 else ''} (fewer than "
+            f"{_int(summary.sparse_below)} completed tasks each, {_int(summary.sparse_tasks)} "
+            "in all) are not drawn; they count in every total."
+        )
     return (
         "<section><h2>Successful vs safe completion over time</h2>"
         f'<p class="lede">Per {_window(summary.window_size_ms)} window, all platforms. '

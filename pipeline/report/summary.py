@@ -12,6 +12,8 @@ team table.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +171,52 @@ class Summary:
     approvers: tuple[Offender, ...]
     metric_windows: int
     notes: tuple[str, ...] = field(default=())
+    #: windows left out of the chart for having almost no tasks (they count in totals)
+    sparse_windows: int = 0
+    sparse_tasks: int = 0
+    sparse_below: int = 0
+    #: time covered by windows with activity, and in how many stretches (gaps cut out)
+    data_ms: int = 0
+    stretches: int = 0
+    #: what the report is limited to (``--team``, ``--since``, ``--until``), or ""
+    scope: str = ""
+
+
+#: A stretch of more than this many empty windows is cut out of the time axis (and of
+#: the time the header says the data covers).
+MAX_GAP_WINDOWS: Final = 10
+
+#: A window with fewer completed tasks than this share of the busiest window's is
+#: "near-empty": the tail of a run (tasks in flight finishing) would otherwise fill
+#: the chart with rates of one or two tasks.
+SPARSE_SHARE: Final = 0.05
+
+
+def chart_series(points: Sequence[Point]) -> tuple[tuple[Point, ...], int, int, int]:
+    """(points drawn, windows left out, their tasks, the threshold) for the chart."""
+    busy = [p for p in points if p.tasks > 0]
+    if not busy:
+        return tuple(points), 0, 0, 0
+    below = math.ceil(SPARSE_SHARE * max(p.tasks for p in busy))
+    kept = tuple(p for p in points if p.tasks >= below)
+    left = [p for p in busy if p.tasks < below]
+    return kept, len(left), sum(p.tasks for p in left), below
+
+
+def covered(records: Sequence[MetricRecord], max_gap_windows: int) -> tuple[int, int]:
+    """(ms covered by windows with activity, stretches separated by long empty gaps)."""
+    active = sorted(
+        (r for r in records if r.actions_total > 0 or r.tasks_completed > 0),
+        key=lambda r: r.window_start,
+    )
+    if not active:
+        return 0, 0
+    size = min(r.window_size_ms for r in active) or 1
+    stretches = 1
+    for prev, cur in itertools.pairwise(active):
+        if cur.window_start - prev.window_end > max_gap_windows * size:
+            stretches += 1
+    return sum(r.window_size_ms for r in active), stretches
 
 
 def choose_window_size(records: Iterable[MetricRecord]) -> int | None:
@@ -309,21 +357,29 @@ def team_rows(records: Iterable[MetricRecord], size: int) -> list[TeamRow]:
     return rows
 
 
-def summarise(data: ReportData, titles: Mapping[str, str] | None = None) -> Summary:
-    """Everything the page shows. ``titles``: detector id -> title (the registry's)."""
+def summarise(
+    data: ReportData, titles: Mapping[str, str] | None = None, scope: str = ""
+) -> Summary:
+    """Everything the page shows. ``titles``: detector id -> title (the registry's);
+    ``scope``: what the data was limited to, for the header."""
     titles = titles or {}
     notes: list[str] = []
     size = choose_window_size(data.metrics)
     sizes = tuple(sorted({r.window_size_ms for r in data.metrics}))
     if size is None:
         global_records: list[MetricRecord] = []
-        notes.append("No metric records were found: is the worker publishing to the metrics topic?")
+        notes.append(
+            f"No metric windows in this scope ({scope})."
+            if scope
+            else "No metric records were found: is the worker publishing to the metrics topic?"
+        )
     else:
         global_records = [
             r for r in data.metrics if r.dimension == "global" and r.window_size_ms == size
         ]
     totals = _sum(global_records, _COUNT_FIELDS)
-    series = completion_series(global_records, size) if size else ()
+    all_points = completion_series(global_records, size) if size else ()
+    series, sparse, sparse_tasks, sparse_below = chart_series(all_points)
     teams = team_rows(data.metrics, size) if size else []
 
     alerts = data.alerts
@@ -334,11 +390,15 @@ def summarise(data: ReportData, titles: Mapping[str, str] | None = None) -> Summ
     if not alerts:
         notes.append("No alerts were found on the alerts topic.")
 
-    # the range covered is the metric windows'; alert times (anyone can write the alerts
-    # topic) only stand in when there are no metrics
+    # the range covered is the metric windows' with activity (empty windows closing
+    # after a clock jump say nothing); alert times (anyone can write the alerts topic)
+    # only stand in when there are no metrics
     times = [t for t in (_alert_time(a) for a in alerts) if t is not None]
-    starts = [r.window_start for r in global_records] or times
-    ends = [r.window_end for r in global_records] or times
+    active = [r for r in global_records if r.actions_total > 0 or r.tasks_completed > 0]
+    starts = [r.window_start for r in active or global_records] or times
+    ends = [r.window_end for r in active or global_records] or times
+    data_ms, stretches = covered(global_records, MAX_GAP_WINDOWS)
+    notes.extend(data.notes)
     if data.metrics_skipped or data.alerts_skipped:
         notes.append(
             f"Skipped {data.metrics_skipped} undecodable metric record(s) and "
@@ -364,6 +424,12 @@ def summarise(data: ReportData, titles: Mapping[str, str] | None = None) -> Summ
         approvers=offenders(alerts, "approver"),
         metric_windows=len(global_records),
         notes=tuple(notes),
+        sparse_windows=sparse,
+        sparse_tasks=sparse_tasks,
+        sparse_below=sparse_below,
+        data_ms=data_ms,
+        stretches=stretches,
+        scope=scope,
     )
 
 

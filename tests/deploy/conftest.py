@@ -15,6 +15,7 @@ from pipeline.topics import TopicSpec, topic_specs
 from .manifests import (
     COMPOSE_ENV,
     CRDS_ENV,
+    VENDORED_CRDS,
     CrdVersion,
     Doc,
     find_compose_binary,
@@ -78,4 +79,6 @@ def crds() -> dict[tuple[str, str, str], CrdVersion]:
         )
     found = load_crds(directory)
     assert found, f"no CustomResourceDefinition in {directory}"
-    return found
+    vendored = load_crds(VENDORED_CRDS)
+    assert vendored, f"no CustomResourceDefinition in {VENDORED_CRDS}"
+    return {**found, **vendored}

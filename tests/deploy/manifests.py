@@ -28,6 +28,8 @@ DOCKERIGNORE = REPO / ".dockerignore"
 
 #: Environment variable that points the CRD tests at another copy of shared/crds.
 CRDS_ENV = "GOVPIPE_CRDS_DIR"
+#: CRDs kept with the tests (shared/crds is read-only): the Prometheus Operator's.
+VENDORED_CRDS = Path(__file__).resolve().parent / "crds"
 #: Environment variable that points the compose tests at a docker-compose binary.
 COMPOSE_ENV = "GOVPIPE_DOCKER_COMPOSE"
 

@@ -1,5 +1,6 @@
 """Every object under k8s/ validates: plain kinds with kubernetes-validate --strict, custom
-resources (Strimzi, KEDA) against the served version of their CRD in shared/crds."""
+resources (Strimzi, KEDA, the Prometheus Operator's PrometheusRule) against the served version
+of their CRD in shared/crds or tests/deploy/crds."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .manifests import (
 #: Oldest Kubernetes we support, and the newest the installed kubernetes-validate knows.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 #: API groups whose kinds must come from a CRD (never from the built-in schemas).
-CRD_GROUPS = {"kafka.strimzi.io", "keda.sh"}
+CRD_GROUPS = {"kafka.strimzi.io", "keda.sh", "monitoring.coreos.com"}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 #: The custom kinds govpipe ships; each must have a served CRD version.
 EXPECTED_CUSTOM = {
@@ -33,6 +34,7 @@ EXPECTED_CUSTOM = {
     ("kafka.strimzi.io", "KafkaUser"),
     ("keda.sh", "ScaledObject"),
     ("keda.sh", "TriggerAuthentication"),
+    ("monitoring.coreos.com", "PrometheusRule"),
 }
 
 

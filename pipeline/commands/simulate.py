@@ -38,6 +38,14 @@ from pipeline.records import to_epoch_ms
 #: Per detector and task: 22 detectors → about 4 % of tasks carry one injected case.
 DEFAULT_VIOLATION_RATE = 0.002
 
+#: Simulated time a live run may lead its wall-clock pacing by. A fresh world has no
+#: tasks in flight: its first simulated minute holds only the tasks' first events, so
+#: a simulated clock tied to the wall clock sent 100-146 ev/s for the first minute of
+#: a 200 ev/s run. With this lead the clock runs ahead until the world is in its
+#: steady state; the run starts this much in the past (unless --start is given), so
+#: event times are never later than the wall clock, only up to 2 minutes behind it.
+WARMUP_MS = 120_000
+
 _EPILOG = """\
 detector ids: SP-01..SP-08, RS-01..RS-07, AZ-01, AZ-02, AT-01..AT-04, SL-01.
 Rates are probabilities per task (they must add up to at most 1).
@@ -129,7 +137,11 @@ def run(args: argparse.Namespace) -> int:
         if rate_all is None:
             rate_all = 0.0 if args.violations else DEFAULT_VIOLATION_RATE
         violations = parse_violations(args.violations, rate_all)
-        start_ms = int(to_epoch_ms(args.start)) if args.start else int(time.time() * 1000)
+        start_ms = (
+            int(to_epoch_ms(args.start))
+            if args.start
+            else int(time.time() * 1000) - (0 if args.out else WARMUP_MS)
+        )
     except (ValueError, TypeError) as exc:
         print(f"govpipe simulate: {exc}", file=err)
         return 2
@@ -313,9 +325,15 @@ def _live(args: argparse.Namespace, sim: Any) -> int:
             tokens = min(capacity, tokens + (now - last) * rate)
             last = now
             # the rate is a token bucket; the simulated clock may lead the wall clock
-            # (times speed) by one simulated second at most, so event times stay honest
-            # during the first minute, when tasks have not yet emitted their later events
-            ahead = sim.elapsed_ms - (now - started) * 1000.0 * args.speed - 1000.0 * args.speed
+            # (times speed) by WARMUP_MS plus one simulated second: enough for a fresh
+            # world to reach its steady state (see WARMUP_MS), and since the run starts
+            # WARMUP_MS in the past, event times never pass the wall clock
+            ahead = (
+                sim.elapsed_ms
+                - WARMUP_MS
+                - (now - started) * 1000.0 * args.speed
+                - 1000.0 * args.speed
+            )
             if tokens < 1.0 or ahead > 0:
                 pub.poll(0)
                 time.sleep(0.005)

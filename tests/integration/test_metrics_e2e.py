@@ -1,42 +1,75 @@
-"""Rolling metrics through the real broker and Redis, checked against an independent count.
+"""Rolling metrics through the real broker and Redis, checked against the contract.
 
-The expected figures come from ``tests/support/expected_metrics.py`` (plain loops, no
-code shared with ``pipeline.metrics``) over the enriched events stage 2 actually saw
-and the alerts it raised; the newest revision of every record on the metrics topic
-must match them, for every dimension — also when the worker is killed mid-scenario.
+The expected figures come from ``tests/support/metric_oracle.py``: plain loops over
+what a user sees from outside — the events published, the identity registry, the
+alert records read from governance.alerts.v1 and the policy values the worker runs
+under — with no code shared with ``pipeline.metrics`` or ``pipeline.flow``. The
+newest revision of every record on the metrics topic must match them, for every
+dimension: also when the worker is killed mid-scenario, and when a policy file
+overrides SP-01's maximum lifetimes (the ephemeral rate must follow the same
+effective TTL as SP-01).
 """
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
+from pipeline.detectors.policy import load_policy
+from pipeline.detectors.registry import all_detectors
 from pipeline.simulate import Simulator
-from tests.support.expected_metrics import differences, expected_metrics
+from tests.support.metric_oracle import PolicyValues, differences, expected_metrics, summarize
 from tests.support.scenario import MINUTE, clear_registry, load_registry, run_scenario
 
 pytestmark = pytest.mark.integration
 
 START = 1_790_000_000_000
-APPROVAL_SUBJECT_RS = {"RS-01", "RS-04", "RS-05", "RS-06"}
+#: SP-04's injected credential is a manual 30-minute token: ephemeral under the default
+#: 1-hour agent maximum, not under this one (and then SP-01 fires on it too).
+SHORT_AGENT_TTL = """\
+version: 1
+detectors:
+  SP-01: {thresholds: {max_lifetime_ai_agent_s: 1200}}
+"""
+
+
+def policy_values(policy_file: Path | None) -> PolicyValues:
+    """SP-01's and SP-02's effective thresholds under the worker's policy, as numbers."""
+    policy = load_policy(policy_file)
+    specs = {d.spec.id: d.spec for d in all_detectors()}
+    return PolicyValues.from_thresholds(
+        policy.thresholds(specs["SP-01"]), policy.thresholds(specs["SP-02"])
+    )
 
 
 @pytest.mark.parametrize(
-    "kill_after_s",
-    [None, 2.0],
-    ids=["uninterrupted", "kill9"],
+    ("kill_after_s", "policy_text"),
+    [(None, None), (2.0, None), (None, SHORT_AGENT_TTL)],
+    ids=["uninterrupted", "kill9", "policy-override"],
 )
 def test_metrics_match_independent_counts(
-    settings_factory, worker_factory, redis_url, kill_after_s
+    settings_factory, worker_factory, redis_url, tmp_path, kill_after_s, policy_text
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}:nhi:"
-    settings = settings_factory(redis_key_prefix=prefix)
+    overrides: dict[str, object] = {"redis_key_prefix": prefix}
+    if policy_text is not None:
+        (tmp_path / "policy.yaml").write_text(policy_text)
+        overrides["policy_file"] = tmp_path / "policy.yaml"
+    settings = settings_factory(**overrides)
     sim = Simulator(
         11,
         start_ms=START,
         rate=100,
-        violations={"SP-01": 0.04, "SP-02": 0.04, "AZ-01": 0.04, "RS-01": 0.04, "RS-04": 0.04},
+        violations={
+            "SP-01": 0.04,
+            "SP-02": 0.04,
+            "SP-04": 0.04,
+            "AZ-01": 0.04,
+            "RS-01": 0.04,
+            "RS-04": 0.04,
+        },
         sp03_jump=False,
     )
     registry = sim.registry()
@@ -52,21 +85,11 @@ def test_metrics_match_independent_counts(
         )
     finally:
         clear_registry(redis_url, prefix)
-    creates = out.creates
-    assert creates, "the injected violations raised no alert"
-    unique = {e["event_id"]: e for e in out.seen}
+    assert out.creates, "the injected violations raised no alert"
     expected = expected_metrics(
-        unique.values(),
-        [MINUTE],
-        tasks_with_findings={a["task_id"] for a in creates if a.get("task_id")},
-        approvals_with_rs={
-            a["approval_id"]
-            for a in creates
-            if a["detector"] in APPROVAL_SUBJECT_RS and a.get("approval_id")
-        },
-        alerts=[(a["time"], a["detector"], a["platform"], a["identity_id"]) for a in creates],
+        events, registry, out.alerts, [MINUTE], policy_values(settings.policy_file)
     )
     assert out.metrics, "no metric record arrived"
     assert {r["dimension"] for r in out.metrics} == {"global", "platform", "team", "identity"}
     problems = differences(expected, out.metrics)
-    assert not problems, "\n".join(problems[:40])
+    assert not problems, summarize(problems)

@@ -141,10 +141,11 @@ class OutputReader:
         """Read what is there; returns how many records arrived."""
         got = 0
         for m in self.consumer.consume(200, timeout=timeout):
-            if m.error() or m.value() is None:
+            value = m.value()
+            if m.error() or value is None:
                 continue
             got += 1
-            topic, value = m.topic(), m.value()
+            topic = m.topic()
             if topic == self.settings.topic_subjects:
                 _, items = decode_subject_batch(value)
                 self.out.forwarded.update(

@@ -28,7 +28,10 @@ class LineProblem:
     problems: list[tuple[str, str]]
 
     def __str__(self) -> str:
-        return f"line {self.line}: " + "; ".join(f"{f}: {m}" for f, m in self.problems)
+        # a problem of the whole line (not JSON, truncated) has no field to name
+        return f"line {self.line}: " + "; ".join(
+            m if f == "line" else f"{f}: {m}" for f, m in self.problems
+        )
 
 
 @dataclass(slots=True)
@@ -42,12 +45,22 @@ class ValidationReport:
         return {p.line for p in self.bad}
 
 
+def json_problem(raw: bytes | str, exc: orjson.JSONDecodeError) -> str:
+    """Why a line is not JSON; a line cut short says so (the likeliest cause: a
+    truncated write or copy), with the column where the input ended."""
+    if exc.msg.startswith(("unexpected end of data", "EOF while parsing")):
+        end = len(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+        return f"truncated JSON (unexpected end of input at column {end + 1})"
+    return f"not JSON ({exc.msg} at column {exc.colno})"
+
+
 def parse_line(raw: bytes | str) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
     """One JSON line → (the raw event, no problems) or (None, problems)."""
+    raw = raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return None, [("line", f"not JSON ({exc.msg} at column {exc.colno})")]
+        return None, [("line", json_problem(raw, exc))]
     if not isinstance(data, dict):
         return None, [("line", f"expected a JSON object, got {type(data).__name__}")]
     try:

@@ -269,7 +269,7 @@ def test_validate_lines_reports_line_numbers_fields_never_values(events: Any) ->
     lines = [
         good,
         b"",
-        b'{"event_id": "x", "event_type": "action"',  # line 3: not JSON
+        b'{"event_id": "x", "event_type": "action"',  # line 3: truncated
         b"[1, 2]",  # line 4: not an object
         orjson.dumps(dict(events[1], event_type="agent.teleported", latency_ms="hunter2")),
         orjson.dumps({k: v for k, v in events[2].items() if k != "event_id"}),
@@ -279,8 +279,8 @@ def test_validate_lines_reports_line_numbers_fields_never_values(events: Any) ->
     assert report.valid == 2 and report.blank == 1
     assert [p.line for p in report.bad] == [3, 4, 5, 6]
     text = "\n".join(str(p) for p in report.bad)
-    assert "line 3: line: not JSON" in text
-    assert "line 4: line: expected a JSON object, got list" in text
+    assert "line 3: truncated JSON (unexpected end of input at column 41)" in text
+    assert "line 4: expected a JSON object, got list" in text
     assert "line 5: event_type:" in text and "latency_ms:" in text
     assert "line 6: event_id:" in text
     assert "hunter2" not in text and "agent.teleported" not in text
@@ -315,7 +315,10 @@ def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[RecordingPublish
     import pipeline.sdk
 
     RecordingPublisher.instances = []
+    import pipeline.commands._kafka
+
     monkeypatch.setattr(pipeline.sdk, "Publisher", RecordingPublisher)
+    monkeypatch.setattr(pipeline.commands._kafka, "require_broker", lambda *a, **k: None)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     from pipeline.settings import get_settings
 
@@ -332,7 +335,7 @@ def test_publish_command_sends_nothing_if_a_line_is_bad(
     assert main(["publish", str(path)]) == 1
     assert recording.instances == []
     err = capsys.readouterr().err
-    assert "line 2: line: not JSON" in err and "nothing was sent" in err
+    assert "line 2: not JSON (" in err and "nothing was sent" in err
 
     assert main(["publish", str(path), "--skip-invalid", "--format", "json"]) == 0
     [pub] = recording.instances

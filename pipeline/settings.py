@@ -178,6 +178,18 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user + ':' if user else ''}***@{host}"
 
 
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable behind an error location (``batch_max_records`` ->
+    ``GOVPIPE_BATCH_MAX_RECORDS``), as the user has to spell it."""
+    if not loc:
+        return "settings"
+    head = str(loc[0])
+    name = head.lower()
+    if name in Settings.model_fields:
+        head = _BARE_ENV.get(name, f"GOVPIPE_{name.upper()}")
+    return ".".join([head, *(str(p) for p in loc[1:])])
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings or raise ConfigError with one line naming the bad variables."""
     try:
@@ -185,8 +197,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{field.upper()}: {err['msg']}")
+            problems.append(f"{_env_name(err['loc'])}: {err['msg']}")
         raise ConfigError("bad configuration: " + "; ".join(problems)) from None
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 
 from pipeline.settings import get_settings
@@ -35,23 +37,29 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with EmbeddedServices(
-        settings.redis_url.get_secret_value(),
-        args.broker_port,
-        use_existing_redis=args.existing_redis,
-        key_prefix=settings.redis_key_prefix,
-    ) as services:
-        if not args.no_topics:
-            local = settings.model_copy(
-                update={"kafka_bootstrap_servers": services.broker.bootstrap}
-            )
-            for r in create_topics(local):
-                print(f"# topic {r.status}: {r.name}", file=sys.stderr)
-        print("\n".join(services.exports()), flush=True)
-        print(services.describe(), file=sys.stderr, flush=True)
-        print("# Ctrl-C stops both", file=sys.stderr, flush=True)
-        while not stop.wait(0.5):
-            if not services.broker.alive():
-                print("govpipe: the embedded broker exited", file=sys.stderr)
-                return 1
+    # the worker's local table data lives as long as the broker that holds its changelogs
+    data_dir = tempfile.mkdtemp(prefix="govpipe-services-")
+    try:
+        with EmbeddedServices(
+            settings.redis_url.get_secret_value(),
+            args.broker_port,
+            use_existing_redis=args.existing_redis,
+            key_prefix=settings.redis_key_prefix,
+        ) as services:
+            if not args.no_topics:
+                local = settings.model_copy(
+                    update={"kafka_bootstrap_servers": services.broker.bootstrap}
+                )
+                for r in create_topics(local):
+                    print(f"# topic {r.status}: {r.name}", file=sys.stderr)
+            exports = [*services.exports(), f"export FAUST_DATADIR={data_dir}"]
+            print("\n".join(exports), flush=True)
+            print(services.describe(), file=sys.stderr, flush=True)
+            print("# Ctrl-C stops both", file=sys.stderr, flush=True)
+            while not stop.wait(0.5):
+                if not services.broker.alive():
+                    print("govpipe: the embedded broker exited", file=sys.stderr)
+                    return 1
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
     return 0

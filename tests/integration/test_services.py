@@ -42,7 +42,7 @@ def services(tmp_path: Path, *extra: str) -> Iterator[dict[str, str]]:
     try:
         exports: dict[str, str] = {}
         assert proc.stdout is not None
-        while "GOVPIPE_REDIS_KEY_PREFIX" not in exports:
+        while "FAUST_DATADIR" not in exports:
             line = proc.stdout.readline()
             assert line, "services exited before printing its export lines"
             if line.startswith("export "):
@@ -84,6 +84,8 @@ def test_services_use_their_own_redis_and_restart_clean(tmp_path: Path) -> None:
         )
         assert exports["GOVPIPE_REDIS_KEY_PREFIX"] == "nhi:"
         assert "KAFKA_BOOTSTRAP_SERVERS" in exports
+        data_dir = Path(exports["FAUST_DATADIR"])
+        assert data_dir.is_dir() and data_dir.name.startswith("govpipe-services-")
         env = {**_base_env(tmp_path), **exports}
         loaded = _govpipe(env, "identities", "load", str(registry))
         assert loaded.returncode == 0, loaded.stderr
@@ -91,6 +93,7 @@ def test_services_use_their_own_redis_and_restart_clean(tmp_path: Path) -> None:
         assert _keys(url) > 0
         assert _govpipe(env, "identities", "show", "alice.garcia@example.com").returncode == 0
     assert _keys(EXISTING) == before  # nothing landed in the Redis we did not start
+    assert not data_dir.exists()  # nor does the worker's table data outlive the services
     with services(tmp_path) as exports:
         env = {**_base_env(tmp_path), **exports}
         shown = _govpipe(env, "identities", "show", "alice.garcia@example.com")

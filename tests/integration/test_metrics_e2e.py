@@ -26,7 +26,7 @@ from tests.support.scenario import MINUTE, clear_registry, load_registry, run_sc
 pytestmark = pytest.mark.integration
 
 START = 1_790_000_000_000
-#: SP-04's injected credential is a manual 30-minute token: ephemeral under the default
+#: SP-05's injected credential is a manual 30-minute agent token: ephemeral under the default
 #: 1-hour agent maximum, not under this one (and then SP-01 fires on it too).
 SHORT_AGENT_TTL = """\
 version: 1
@@ -66,6 +66,7 @@ def test_metrics_match_independent_counts(
             "SP-01": 0.04,
             "SP-02": 0.04,
             "SP-04": 0.04,
+            "SP-05": 0.04,
             "AZ-01": 0.04,
             "RS-01": 0.04,
             "RS-04": 0.04,

@@ -158,12 +158,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.load_registry:
         print(load_registry(sim.registry(), args.seed), file=err)
-    elif not args.out and not args.registry_out:
-        print(
-            f"simulate: the worker needs the identity registry of seed {args.seed}; add "
-            "--load-registry (or --registry-out FILE, then `govpipe identities load FILE`)",
-            file=err,
-        )
     # Tens of thousands of tasks in flight make the default GC thresholds cost more than
     # the generation itself; the simulator makes no reference cycles.
     thresholds = gc.get_threshold()
@@ -296,6 +290,12 @@ def _live(args: argparse.Namespace, sim: Any) -> int:
 
     settings = get_settings()
     require_broker(settings)
+    if not args.load_registry and not args.registry_out:
+        print(
+            f"simulate: the worker needs the identity registry of seed {args.seed}; add "
+            "--load-registry (or --registry-out FILE, then `govpipe identities load FILE`)",
+            file=sys.stderr,
+        )
     dirt = DirtyRecords(args.seed, binary=True) if args.dirty_rate else None
     pick = random.Random(f"dirty-pick:{args.seed}")
     err = sys.stderr

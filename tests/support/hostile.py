@@ -469,7 +469,7 @@ class HostileRecords:
             bad = dict(events[i])
             how = r.randrange(6)
             if how == 0:
-                del bad[r.choice(["event_id", "event_type", "event_time", "platform"])]
+                bad.pop(r.choice(["event_id", "event_type", "event_time", "platform"]), None)
             elif how == 1:
                 bad["event_type"] = "rm -rf /"
             elif how == 2:

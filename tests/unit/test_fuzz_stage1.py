@@ -8,6 +8,7 @@ well under a minute; ``bench/fuzz_stage1.py`` runs the 100,000 and prints the fi
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 
@@ -69,3 +70,64 @@ def test_deeply_nested_batch_element_is_rejected_alone() -> None:
     # each element's bytes are still the element, replayable on its own
     assert result.rejections[0].payload == deep
     assert result.rejections[1].payload == deep_map
+
+
+def test_large_json_dead_letter_is_scanned_as_text_and_fast() -> None:
+    """A whole-record dead letter of many small JSON objects was walked object by object
+    for redaction: 50,000 tiny events (4 MB, record_too_large) took 104 ms and 50,000
+    empty objects (150 KB, batch_too_large) 45 ms. Large JSON is scanned as text now;
+    secrets in it, named ones too, are still redacted."""
+    from pipeline.redact import MAX_JSON_WALK_BYTES, redact_bytes
+
+    tiny = b'{"event_id":"e","event_type":"action","event_time":1764000000000,"platform":"p"}'
+    empties = b"[" + b",".join([b"{}"] * 50_000) + b"]"
+    assert len(empties) > MAX_JSON_WALK_BYTES
+    started = time.perf_counter()
+    assert redact_bytes(empties) == (empties, False)
+    assert time.perf_counter() - started < 0.010
+    secret = b'{"attributes":{"db_password":"hunter22x!","token":"ghp_' + b"Ab1" * 12 + b'"}}'
+    payload = b"[" + b",".join([tiny] * 2000 + [secret] + [tiny] * 2000) + b"]"
+    assert len(payload) > MAX_JSON_WALK_BYTES
+    out, redacted = redact_bytes(payload)
+    assert redacted
+    assert b"hunter22x!" not in out and b"Ab1Ab1Ab1" not in out
+    assert len(orjson.loads(out)) == 4001  # still JSON
+
+
+def test_stage1_time_for_a_batch_of_empty_objects() -> None:
+    """The same through stage 1: 50,000 ``{}`` is one batch_too_large dead letter, fast."""
+    from pipeline.flow.stage1 import SourceRecord
+    from tests.support.hostile import make_stage1
+
+    stage1 = make_stage1()
+    value = b"[" + b",".join([b"{}"] * 50_000) + b"]"
+    record = SourceRecord(value, None, "t", 0, 0)
+    asyncio.run(stage1.process([record]))
+    started = time.perf_counter()
+    out = asyncio.run(stage1.process([record]))
+    assert time.perf_counter() - started < 0.050
+    assert [dict(d.headers)["error.code"] for d in out.dead_letters] == [b"batch_too_large"]
+
+
+def test_assignment_scan_of_a_large_text_is_fast_and_unchanged() -> None:
+    """The name=value rule scanned every position of a text that held a keyword once:
+    a 3 MB dead letter (record_too_large) took 280 ms. Keywords are found first now;
+    the matches are those of ``finditer``."""
+    import random
+
+    from pipeline.redact import _ASSIGNMENT, _assignments, redact_bytes
+
+    payload = b'{"credential_id":"c1","attributes":{"pad":"' + b"p" * 3_000_000 + b'"}}'
+    payload = payload.replace(b"p" * 3_000_000, b"lorem ipsum dolor sit amet " * 110_000)
+    started = time.perf_counter()
+    assert redact_bytes(payload) == (payload, False)
+    assert time.perf_counter() - started < 0.050
+    rng = random.Random(3)
+    parts = ["pass", "Pass", "pAss", "KEY", "token=", "secret: ", '"password": "', "x", "=",
+             ":", " ", "AbC123xyz!", "\u0130", "_", "'", "sig", "Session_Token=",
+             "a1B2c3D4e5F6g7H8"]  # fmt: skip
+    for _ in range(20_000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(1, 12)))
+        assert [m.span() for m in _assignments(text)] == [
+            m.span() for m in _ASSIGNMENT.finditer(text)
+        ], text

@@ -545,6 +545,7 @@ class FuzzReport:
     times_s: list[float] = field(default_factory=list)
     #: per record: events forwarded plus dead letters (a record's work grows with them)
     items: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
     slowest: list[tuple[float, int, str, int, int]] = field(default_factory=list)
     problems: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -556,15 +557,21 @@ class FuzzReport:
     def max_s(self) -> float:
         return max(self.times_s, default=0.0)
 
-    def max_s_up_to(self, items: int) -> float:
-        """The slowest record among those of at most ``items`` events and dead letters."""
-        return max((t for t, n in zip(self.times_s, self.items, strict=True) if n <= items),
-                   default=0.0)  # fmt: skip
+    def max_s_up_to(self, items: int, size: int = 1 << 62) -> float:
+        """The slowest record among those of at most ``items`` events and dead letters
+        and at most ``size`` bytes."""
+        rows = zip(self.times_s, self.items, self.sizes, strict=True)
+        return max((t for t, n, b in rows if n <= items and b <= size), default=0.0)
 
     def max_us_per_item(self, above: int) -> float:
         """The highest time per event or dead letter among records of more than ``above``."""
-        return max((t / n * 1e6 for t, n in zip(self.times_s, self.items, strict=True)
-                    if n > above), default=0.0)  # fmt: skip
+        rows = zip(self.times_s, self.items, strict=True)
+        return max((t / n * 1e6 for t, n in rows if n > above), default=0.0)
+
+    def max_ms_per_mb(self, above: int) -> float:
+        """The highest time per MB among records of more than ``above`` bytes."""
+        rows = zip(self.times_s, self.sizes, strict=True)
+        return max((t * 1e3 / (b / 1e6) for t, b in rows if b > above), default=0.0)
 
     def summary(self) -> str:
         slow = ", ".join(
@@ -623,6 +630,7 @@ async def fuzz_stage1(seed: int, count: int, *, check_outputs: bool = True) -> F
         items = out.events + len(out.dead_letters)
         report.times_s.append(elapsed)
         report.items.append(items)
+        report.sizes.append(len(value))
         if elapsed > 0.010:
             report.slowest.append((elapsed, index, kind, len(value), items))
         report.events += out.events

@@ -33,10 +33,13 @@ Definitions (issue 12, "metrics follow findings"):
   an RS-* detector names the approval in ``approval_id``, or lists in
   ``evidence.event_ids`` an event that carries that ``approval_id``; review seconds
   = decided - first requested (when the request was published);
-* alerts: every alert record, Create or Update (an occurrence), in the window of
-  its ``time``, in ``global``, ``platform``, ``identity`` and ``team`` (registry team
-  of the alert's ``identity_id``); a record delivered twice (same alert id,
-  activity, count and time: at-least-once output) counts once.
+* alerts: occurrences of findings, Create or Update, in the window of the record's
+  ``time``, in ``global``, ``platform``, ``identity`` and ``team`` (registry team of
+  the alert's ``identity_id``). The occurrences a record adds come from OCSF's
+  ``count`` (occurrences of the incident so far): its ``count`` minus the highest
+  ``count`` of the same alert id's other records below it. One occurrence per record
+  makes this "every record counts once"; a record delivered twice (at-least-once
+  output) adds nothing the second time.
 """
 
 from __future__ import annotations
@@ -171,11 +174,14 @@ def expected_metrics(
                 found.append(table.setdefault((size, start, dim, value), _empty()))
         return found
 
-    # the alert records, each occurrence once
-    unique: dict[tuple[Any, ...], Mapping[str, Any]] = {}
-    for a in alerts:
-        unique.setdefault((a["alert_id"], a.get("activity_id"), a.get("count"), a["time"]), a)
-    records = list(unique.values())
+    # the alert records, and the occurrences each one adds (by OCSF count)
+    records = list(alerts)
+    added: list[tuple[Mapping[str, Any], int]] = []
+    highest: dict[str, int] = {}
+    for a in sorted(records, key=lambda a: (str(a["alert_id"]), int(a.get("count") or 1))):
+        aid, count = str(a["alert_id"]), int(a.get("count") or 1)
+        added.append((a, max(0, count - highest.get(aid, 0))))
+        highest[aid] = max(count, highest.get(aid, 0))
 
     tasks_with_findings = {str(a["task_id"]) for a in records if a.get("task_id")}
     approval_of_event = {
@@ -249,11 +255,13 @@ def expected_metrics(
             if aid in requested_at and requested_at[aid] <= t:
                 row["review_seconds"].append((t - requested_at[aid]) / 1000)
 
-    for a in records:
+    for a, n in added:
         detector = str(a["detector"])
+        if not n:
+            continue
         for row in rows(int(a["time"]), dims(a.get("platform"), a.get("identity_id"))):
-            row["alerts_total"] += 1
-            row["alerts_by_detector"][detector] = row["alerts_by_detector"].get(detector, 0) + 1
+            row["alerts_total"] += n
+            row["alerts_by_detector"][detector] = row["alerts_by_detector"].get(detector, 0) + n
     return table
 
 

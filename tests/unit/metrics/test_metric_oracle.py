@@ -51,6 +51,10 @@ def test_a_task_named_by_an_update_only_is_not_safe() -> None:
     table = expected_metrics(events, REGISTRY, [*alerts, alerts[1]], [MIN], POLICY)
     assert row(table, t=T0 - 5 * MIN)["alerts_total"] == 1
     assert row(table)["alerts_by_detector"] == {"SP-01": 1}
+    # a record that folds three occurrences (count 2 -> 5) adds three
+    more = alert("SP-01", T0 + MIN, activity=2, count=5)
+    table = expected_metrics(events, REGISTRY, [*alerts, more], [MIN], POLICY)
+    assert row(table, "team", "ops", T0 + MIN)["alerts_by_detector"] == {"SP-01": 3}
 
 
 def test_an_rs_finding_marks_approvals_in_its_evidence_not_meaningful() -> None:

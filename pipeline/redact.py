@@ -146,6 +146,18 @@ def _dispatch(alternatives: tuple[str, ...]) -> str:
 
 _SECRET_PATTERN: Final = re.compile(_dispatch(_ALTERNATIVES), re.ASCII)
 
+#: The token-boundary assertions of the alternatives: "(?<![A-Za-z0-9]A)" before a
+#: token, "(?![A-Za-z0-9])" after it (not "(?!//)" or "(?!----)", which are syntax).
+_BOUNDARY: Final = re.compile(r"\(\?<!\[[^\]]*\][^()]*\)|\(\?!\[[^\]]*\]\)")
+#: The same patterns without boundaries, for text where a secret's neighbours are not
+#: words: Avro binary, where a string's one-byte length is often a letter or digit
+#: ("R" is 41: ``\x02Rghp_…`` hid a 41-character GitHub token), and the ``\xNN``
+#: escapes of a bytes repr in a log line (``\x1eghp_…``). There, matching too much
+#: only masks a little more.
+_UNBOUNDED_PATTERN: Final = re.compile(
+    _dispatch(tuple(_BOUNDARY.sub("", a) for a in _ALTERNATIVES)), re.ASCII
+)
+
 #: How many characters of a ``w_`` secret lie before the match (its anchor) start.
 _BACK: Final[dict[str, int]] = {
     "w_pypi_token": len("pypi-"),
@@ -437,10 +449,22 @@ def _may_hold_pattern(text: str) -> bool:
     return not text.islower() or ":" in text or "=" in text
 
 
-def _find_spans(text: str, name_class: int) -> list[_Span]:
-    """Secret spans in ``text``, sorted and disjoint; patterns win over name rules."""
+def _find_spans(text: str, name_class: int, *, unbounded: bool = False) -> list[_Span]:
+    """Secret spans in ``text``, sorted and disjoint; patterns win over name rules.
+
+    ``unbounded``: also match tokens glued to the characters around them (binary
+    or escaped text, see ``_UNBOUNDED_PATTERN``).
+    """
+    if unbounded:
+        spans = _find_spans(text, name_class)
+        return _union(spans, _pattern_spans(text, _UNBOUNDED_PATTERN))
+    spans = _pattern_spans(text, _SECRET_PATTERN)
+    return _rule_spans(text, name_class, spans)
+
+
+def _pattern_spans(text: str, pattern: re.Pattern[str]) -> list[_Span]:
     spans: list[_Span] = []
-    search = _SECRET_PATTERN.search
+    search = pattern.search
     pos = 0
     last_end = 0
     end = len(text)
@@ -459,7 +483,11 @@ def _find_spans(text: str, name_class: int) -> list[_Span]:
             continue
         spans.append((max(start, last_end), stop, _kind_of(group)))
         pos = last_end = m.end()
+    return spans
 
+
+def _rule_spans(text: str, name_class: int, spans: list[_Span]) -> list[_Span]:
+    """``spans`` plus what the assignment and name rules find around them."""
     if ":" in text or "=" in text:  # _assignments looks for the keywords first
         assigned: list[_Span] = []
         for m in _assignments(text):
@@ -501,6 +529,20 @@ def _merge(base: list[_Span], extra: list[_Span]) -> list[_Span]:
     return sorted(base + kept)
 
 
+def _union(base: list[_Span], extra: list[_Span]) -> list[_Span]:
+    """Every character of either, overlapping spans joined (the first one's kind)."""
+    if not extra:
+        return base
+    out: list[_Span] = []
+    for start, stop, kind in sorted(base + extra):
+        if out and start < out[-1][1]:
+            if stop > out[-1][1]:
+                out[-1] = (out[-1][0], stop, out[-1][2])
+        else:
+            out.append((start, stop, kind))
+    return out
+
+
 def _apply(text: str, spans: list[_Span]) -> str:
     out: list[str] = []
     pos = 0
@@ -532,7 +574,11 @@ def redact_text(text: str, *, field_name: str | None = None) -> tuple[str, list[
     a random-looking value under a secret-like name is a secret even without a
     known format. Clean text comes back as the same object.
     """
-    return _redact_str(text, _name_class(field_name) if field_name else _NONE)
+    name_class = _name_class(field_name) if field_name else _NONE
+    if "\\x" in text:  # a bytes repr (a log line): escapes glue to what follows them
+        spans = _find_spans(text, name_class, unbounded=True)
+        return (_apply(text, spans), _kinds(spans)) if spans else (text, [])
+    return _redact_str(text, name_class)
 
 
 # --------------------------------------------------------------------------- #
@@ -821,10 +867,10 @@ def redact_bytes(payload: bytes) -> tuple[bytes, bool]:
         if redacted is not None:
             return redacted
     text = payload.decode("utf-8", "surrogateescape")
-    spans = _find_spans(text, _NONE)
+    binary = payload[0] == 0
+    spans = _find_spans(text, _NONE, unbounded=binary)
     if not spans:
         return payload, False
-    binary = payload[0] == 0
     new_text = _masked(text, spans) if binary else _apply(text, spans)
     return new_text.encode("utf-8", "surrogateescape"), True
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -187,6 +189,90 @@ class RedactingFormatter(logging.Formatter):
         return redact_text(super().format(record))[0]
 
 
+#: Kafka client lines that mean "the broker cannot be reached" (aiokafka logs them at
+#: ERROR, about 40 a second while it retries: 2,080 lines in a 30 s outage, measured).
+_BROKER_DOWN = re.compile(
+    r"Unable connect to node|Unable to update metadata|Connection refused|"
+    r"KafkaConnectionError|NodeNotReadyError|Connection at \S+ closed|"
+    r"Marking the coordinator dead|Group Coordinator Request failed|"
+    r"Heartbeat send request failed|Error sending HeartbeatRequest|"
+    r"Failed fetch messages|Unable to request metadata|Timeout connecting to"
+)
+_BROKER_LOGGERS = ("aiokafka", "faust.transport", "pipeline.app", "mode")
+
+
+def _is_broker_error(record: logging.LogRecord) -> bool:
+    if record.levelno < logging.WARNING or not record.name.startswith(_BROKER_LOGGERS):
+        return False
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string is not ours to judge
+        return False
+    return _BROKER_DOWN.search(message) is not None
+
+
+class BrokerOutageFilter(logging.Filter):
+    """One line when the broker becomes unreachable, one when the errors stop.
+
+    While the broker is away the Kafka client logs every failed connect, metadata
+    request, fetch and heartbeat (the worker itself keeps retrying, never exits).
+    The first such line is replaced by one WARNING saying so; the rest are counted,
+    not written; when none has come for ``quiet_s`` a WARNING says the broker
+    answers again, after how long, and how many lines were held back.
+    """
+
+    logger_name = "govpipe.broker"
+
+    def __init__(self, quiet_s: float = 5.0) -> None:
+        super().__init__()
+        self.quiet_s = quiet_s
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._last = 0.0
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _is_broker_error(record):
+            return True
+        now = time.monotonic()
+        with self._lock:
+            self._last = now
+            if self._since is not None:
+                self._held += 1
+                return False
+            self._since, self._held = now, 0
+        first = redact_text(record.getMessage())[0][:300]
+        record.msg = (
+            "broker unreachable (%s: %s); retrying until it answers, input held meanwhile "
+            "(further connection errors are counted, not logged)"
+        )
+        record.args = (record.name, first)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.name = self.logger_name
+        record.exc_info = record.exc_text = None
+        threading.Thread(target=self._watch, name="broker-outage-log", daemon=True).start()
+        return True
+
+    def _watch(self) -> None:
+        """Wait until the errors stop, then say so once."""
+        while True:
+            with self._lock:
+                assert self._since is not None
+                quiet = time.monotonic() - self._last
+                if quiet >= self.quiet_s:
+                    lasted, held = self._last - self._since, self._held
+                    self._since = None
+                    break
+            time.sleep(max(0.1, self.quiet_s - quiet))
+        logging.getLogger(self.logger_name).warning(
+            "broker reachable again: connection errors for %.1f s, none since %.0f s "
+            "(%d lines held back)",
+            lasted,
+            self.quiet_s,
+            held,
+        )
+
+
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A dictConfig for faust's Worker (it installs handlers itself)."""
     formatter = (
@@ -201,8 +287,13 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"govpipe": formatter},
+        "filters": {"broker_outage": {"()": f"{__name__}.BrokerOutageFilter"}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "govpipe"},
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "govpipe",
+                "filters": ["broker_outage"],
+            },
         },
         "root": {"level": level, "handlers": ["stderr"]},
     }

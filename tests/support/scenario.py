@@ -63,17 +63,27 @@ def run_scenario(
     events: list[dict[str, Any]],
     *,
     kill_after_s: float | None = None,
+    during: Callable[[WorkerProcess, list[bytes]], None] | None = None,
 ) -> Outcome:
     """Publish ``events`` (Avro batches), run a worker (optionally kill -9 it once and
-    restart), move event time on with heartbeats, and read every output topic."""
+    restart), move event time on with heartbeats, and read every output topic.
+
+    ``during(worker, rest)``: called once the first half of the records is published
+    and the worker started; it must publish ``rest`` itself (to partition 0), e.g.
+    after cutting the broker off for a while.
+    """
+    assert kill_after_s is None or during is None
     enc = AvroEncoder()
     bootstrap = settings.kafka_bootstrap_servers
     records = [enc.batch(events[i : i + 200]) for i in range(0, len(events), 200)]
-    half = len(records) // 2 if kill_after_s is not None else len(records)
+    split = kill_after_s is not None or during is not None
+    half = len(records) // 2 if split else len(records)
     # One input partition keeps the scenario in event-time order, as one platform's
     # stream is; across partitions a 7-day jump would make earlier events "late".
     produce(bootstrap, settings.topic_events, records[:half], partition=0)
     worker = start_worker("worker-a")
+    if during is not None:
+        during(worker, records[half:])
     if kill_after_s is not None:
         time.sleep(kill_after_s)
         worker.kill9()

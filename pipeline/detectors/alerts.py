@@ -106,6 +106,7 @@ def to_alert(
     first_seen_time: int | None = None,
     last_seen_time: int | None = None,
     dedup_ms: int = 3_600_000,
+    occurrences: int = 1,
 ) -> dict[str, Any]:
     """The alert record (docs/contracts/alerts.md). ``spec`` is the policy-effective spec."""
     uid = alert_id(finding, dedup_ms)
@@ -147,6 +148,10 @@ def to_alert(
         "detector": spec.id,
         "severity": severity,
         **{name: finding.context.get(name) for name in SUBJECT_FIELDS},
+        # optional: the acting identity's registry team, and how many occurrences
+        # of the incident this record adds (metrics count occurrences, not records)
+        "team": finding.context.get("team"),
+        "occurrences": occurrences,
         "window_start": finding.window_start,
         "window_end": finding.window_end,
         "evidence": {

@@ -30,6 +30,9 @@ CONTEXT_FIELDS = (
 def event_context(event: Event, **extra: Any) -> dict[str, Any]:
     """The alert subject fields found on ``event`` (non-empty only), plus ``extra``."""
     ctx = {name: event[name] for name in CONTEXT_FIELDS if event.get(name)}
+    team = identity_of(event).get("team")
+    if team:
+        ctx["team"] = team  # the registry team, for the alert's optional ``team`` field
     ctx.update({k: v for k, v in extra.items() if v is not None})
     return ctx
 

@@ -207,6 +207,7 @@ class DetectionEngine:
                     first_seen_time=first_seen(state, aid),
                     last_seen_time=last_seen(state, aid),
                     dedup_ms=self._dedup_ms.get(finding.detector, DEFAULT_DEDUP_MS),
+                    occurrences=len(same),
                 )
             )
         return out

@@ -159,26 +159,33 @@ def judge_approval(state: dict[str, Any], watermark: int) -> list[Outcome]:
 
 
 def alert_outcomes(alerts: list[dict[str, Any]]) -> list[Outcome]:
-    """Every new alert counts once, in the window of its finding's time."""
+    """Every occurrence counts, Create or Update, in the window of its finding's time
+    (occurrences do not depend on how Kafka delivered them; records would)."""
     return [
         AlertRaised(
-            int(a["time"]), str(a["detector"]), a.get("platform"), None, a.get("identity_id")
+            int(a["time"]),
+            str(a["detector"]),
+            a.get("platform"),
+            a.get("team"),
+            a.get("identity_id"),
+            int(a.get("occurrences") or 1),
         )
         for a in alerts
-        if a.get("activity_id") == 1
     ]
 
 
 def finding_notices(kind: str, alerts: list[dict[str, Any]]) -> list[Item]:
-    """Tell a task about findings raised elsewhere, so its completion is not 'safe'."""
+    """Tell a task about findings raised elsewhere, so its completion is not 'safe':
+    every occurrence, Create or Update (a task whose finding folded into an Update
+    of an earlier incident is just as unsafe)."""
     if kind == "task":
         return []
     notices: list[Item] = []
     for alert in alerts:
         task = alert.get("task_id")
-        if task and alert.get("activity_id") == 1:
+        if task:
             event = {
-                "event_id": f"finding:{alert['alert_id']}",
+                "event_id": f"finding:{alert['alert_id']}:{task}",
                 "event_type": FINDING,
                 "event_time": int(alert["time"]),
                 "detector": alert["detector"],

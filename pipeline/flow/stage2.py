@@ -39,7 +39,7 @@ from pipeline.flow import outcomes
 from pipeline.flow.route import Item, partition_for, subject_key
 from pipeline.flow.watermarks import Frontier, InputMarks
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
-from pipeline.metrics.deltas import Outcome, outcome_deltas
+from pipeline.metrics.deltas import DEFAULT_MAX_TTL_MS, Outcome, outcome_deltas
 
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
@@ -111,6 +111,18 @@ class _Cursor:
     relayed: dict[str, int]
     #: the input partitions' watermark reports, merged (flow/watermarks.py)
     frontier: Frontier
+
+
+def max_ttl_from(engine: DetectionEngine) -> dict[str, int]:
+    """Per identity kind, SP-01's effective max credential lifetime (ms)."""
+    spec = engine.specs.get("SP-01")
+    if spec is None:
+        return dict(DEFAULT_MAX_TTL_MS)
+    out: dict[str, int] = {}
+    for name, value in spec.thresholds.items():
+        if name.startswith("max_lifetime_") and name.endswith("_s"):
+            out[name[len("max_lifetime_") : -len("_s")]] = int(value) * 1000
+    return out or dict(DEFAULT_MAX_TTL_MS)
 
 
 def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) -> list[Write]:
@@ -186,6 +198,9 @@ class Stage2:
         self.window_sizes = window_sizes_ms
         self.metrics_lateness = metrics_lateness_ms
         self.grace = grace_ms
+        #: what counts as ephemeral for the metrics is what SP-01 judges long-lived,
+        #: policy overrides included (read from the effective spec, not copied)
+        self.max_ttl_ms = max_ttl_from(engine)
         self.stats = Stage2Stats()
         #: partition → heap of (deadline, subject key); rebuilt from the store.
         #: Detector and task timers run on the detection watermark; metric windows
@@ -485,7 +500,8 @@ class Stage2:
         found += outcomes.alert_outcomes(alerts)
         actions = [e for e in new_events if e.get("event_type") == "action"]
         deltas = combine(
-            action_deltas(actions, self.window_sizes) + outcome_deltas(found, self.window_sizes)
+            action_deltas(actions, self.window_sizes, max_ttl_ms=self.max_ttl_ms)
+            + outcome_deltas(found, self.window_sizes)
         )
         out.items += [
             (

@@ -118,13 +118,14 @@ class ApprovalDecided:
 
 @dataclass(frozen=True, slots=True)
 class AlertRaised:
-    """An alert (create, not update) at the event time of its finding."""
+    """Occurrences of a finding (an alert record, Create or Update) at its event time."""
 
     time: int
     detector: str
     platform: str | None = None
     team: str | None = None
     identity_id: str | None = None
+    occurrences: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,8 +363,8 @@ def outcome_deltas(outcomes: Iterable[Outcome], window_sizes: Sequence[int]) -> 
                     bucket = bucket_of(o.review_seconds)
                     hist[bucket] = hist.get(bucket, 0) + 1
             elif isinstance(o, AlertRaised):
-                _bump(c, "alerts_total", 1)
-                _bump(d["a"], o.detector, 1)
+                _bump(c, "alerts_total", o.occurrences)
+                _bump(d["a"], o.detector, o.occurrences)
             else:
                 if o.counter not in COUNTERS:
                     raise ValueError(f"unknown counter {o.counter!r}")

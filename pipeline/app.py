@@ -1,6 +1,6 @@
 """The faust app, built from Settings: the only place that wires stages to topics.
 
-Group timing (DESIGN §3b): faust's defaults (session 60 s, heartbeat 3 s,
+Group timing (docs/internals.md): faust's defaults (session 60 s, heartbeat 3 s,
 rebalance 60 s) made a worker wait 31 s fresh and 110 s after a kill -9 on Tansu;
 6 s / 0.5 s / 5 s gives ~4 s and ~12 s, and is also sane on Apache Kafka.
 """

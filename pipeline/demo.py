@@ -37,7 +37,7 @@ from pipeline.settings import Settings, settings_env
 from pipeline.topicread import open_reader
 
 DEMO_PREFIX = "govpipe-demo:nhi:"
-#: (label, numerator, denominator): productivity first, then governance (DESIGN §4).
+#: (label, numerator, denominator): productivity first, then governance (docs/contracts/metrics.md).
 RATES = (
     ("success", "tasks_succeeded", "tasks_completed"),
     ("safe", "tasks_safe", "tasks_completed"),

@@ -1,4 +1,4 @@
-"""Dead-letter records (DESIGN §4): original bytes plus the reason in headers.
+"""Dead-letter records (docs/contracts/dlq.md): original bytes plus the reason in headers.
 
 The bytes are kept for replay unless they hold a secret-like value; then a
 redacted copy goes, with ``redacted: true``. Messages never quote input values.

@@ -1,6 +1,6 @@
 """Choosing and describing dead letters to replay (``govpipe dlq replay``); pure functions.
 
-A dead letter (DESIGN §4) holds the original bytes and key of a record that could
+A dead letter (docs/contracts/dlq.md) holds the original bytes and key of a record that could
 not be processed, with the reason in headers. Replay sends those bytes and that key,
 unchanged, back to the input topic once the producer or govpipe is fixed, with one
 header, ``replayed.from: <dlq topic>@<partition>:<offset>``, naming the dead letter.

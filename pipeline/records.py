@@ -1,4 +1,4 @@
-"""Typed records at each boundary: the input event (DESIGN §1) and the rejection.
+"""Typed records at each boundary: the input event (docs/contracts/input.md) and the rejection.
 
 ``AgentEvent`` mirrors ``schemas/agent_event.avsc`` field by field (a test keeps
 them in sync). Every limit below exists because every input field is hostile.

@@ -1,6 +1,6 @@
 """Retry a batch operation through a dependency outage, never dropping it.
 
-DESIGN §3b: an exception escaping into a faust agent makes faust restart the
+docs/internals.md: an exception escaping into a faust agent makes faust restart the
 agent and drop the in-flight record, so the stage itself must pause and retry
 until the dependency is back (or the worker stops). One WARNING per outage and
 one INFO on recovery keep the log readable during a long outage.

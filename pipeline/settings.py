@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError
 
 
 def _env(name: str) -> Any:
-    """Accept the contract's bare name (DESIGN §5) and the GOVPIPE_-prefixed one."""
+    """Accept the contract's bare name (README.md#configuration) and the GOVPIPE_-prefixed one."""
     return Field(validation_alias=AliasChoices(name, f"GOVPIPE_{name}"))
 
 
@@ -42,7 +42,8 @@ class Settings(BaseSettings):
         SecretStr("redis://127.0.0.1:6379/0"),
         validation_alias=AliasChoices("REDIS_URL", "GOVPIPE_REDIS_URL"),
     )
-    # Prefix of the registry keys (DESIGN §2 "nhi:"); no glob characters (SCAN patterns).
+    # Prefix of the registry keys (docs/contracts/state.md: "nhi:"); no glob characters (SCAN
+    # patterns).
     redis_key_prefix: str = Field("nhi:", pattern=r"^[^*?\[\]\s]{1,64}$")
     schema_registry_url: str | None = Field(
         None, validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "GOVPIPE_SCHEMA_REGISTRY_URL")

@@ -2,7 +2,7 @@
 
 ``assign()`` on every partition, never ``subscribe()``: nothing is committed, no
 group is joined, and there is no join to wait for (Tansu holds a joining member
-for half the session timeout, DESIGN §3b).
+for half the session timeout, docs/internals.md).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics of DESIGN §1, §3b and §4, sized from settings."""
+    """The topics of docs/contracts/ and docs/internals.md, sized from settings."""
     rf = settings.replication_factor
     return [
         TopicSpec(

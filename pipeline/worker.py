@@ -37,7 +37,7 @@ def run_worker(settings: Settings) -> int:
         settings.web_port,
     )
     # quiet=True: faust's terminal spinner sets the root logger to DEBUG, and every
-    # suppressed debug call then still builds a record (~16% CPU, DESIGN §3b).
+    # suppressed debug call then still builds a record (~16% CPU, docs/internals.md).
     worker = faust.Worker(
         pipeline.app,
         loglevel=settings.log_level,

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "identities",
         help="load or inspect the identity registry in Redis",
-        description="Identity registry (DESIGN §2) in Redis at REDIS_URL.",
+        description="Identity registry (docs/contracts/state.md) in Redis at REDIS_URL.",
     )
     actions = parser.add_subparsers(dest="identities_action", metavar="ACTION", required=True)
 

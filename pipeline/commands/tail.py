@@ -1,7 +1,7 @@
 """`govpipe tail alerts|metrics|dlq`: a readable live view of an output topic.
 
 Reads with ``assign()`` on every partition, not ``subscribe()``: no consumer group
-to join (a join waits on the broker, DESIGN §3b) and no offsets committed, so a
+to join (a join waits on the broker, docs/internals.md) and no offsets committed, so a
 tail never disturbs anyone. Formatting lives in ``pipeline.tailview``.
 """
 
@@ -97,7 +97,7 @@ def follow(
     """Print records until ``limit``, or (``keep_following`` False) until read and quiet.
 
     "Read" is every partition at EOF and nothing new for ``idle_s``; a broker whose
-    high watermark lags (Tansu, DESIGN §3b) may never say EOF, so 5 x ``idle_s`` of
+    high watermark lags (Tansu, docs/internals.md) may never say EOF, so 5 x ``idle_s`` of
     silence also ends it.
     """
     from confluent_kafka import KafkaError

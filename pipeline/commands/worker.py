@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.web_port is not None:
         settings = settings.model_copy(update={"web_port": args.web_port})
     if not args.no_uvloop:
-        import mode.loop  # uvloop must be chosen before faust is imported (DESIGN §3b)
+        import mode.loop  # uvloop must be chosen before faust is imported (docs/internals.md)
 
         mode.loop.use("uvloop")
     from pipeline.worker import run_worker

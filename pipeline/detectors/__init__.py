@@ -1,4 +1,4 @@
-"""Detections (DESIGN §3): one module per detector plus the shared machinery.
+"""Detections (README.md#detections): one module per detector plus the shared machinery.
 
 base.py      the detector contract (DetectorSpec, Detector, Finding, Context)
 windows.py   sliding counts, ratios, distinct values, expectations/timers (JSON state)

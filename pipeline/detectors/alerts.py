@@ -143,7 +143,7 @@ def to_alert(
             "product": {"name": "govpipe", "vendor_name": "govpipe", "version": product_version},
             "version": OCSF_VERSION,
         },
-        # govpipe fields (DESIGN §4): downstream rules depend on these
+        # govpipe fields (docs/contracts/alerts.md): downstream rules depend on these
         "alert_id": uid,
         "detector": spec.id,
         "severity": severity,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.detectors.base import Event
 
-#: The alert's subject fields (DESIGN §4) a finding's context may carry.
+#: The alert's subject fields (docs/contracts/alerts.md) a finding's context may carry.
 CONTEXT_FIELDS = (
     "identity_id",
     "on_behalf_of",
@@ -53,7 +53,7 @@ def issuance_known(cred: Mapping[str, Any]) -> bool:
     """Does the registry know how the credential was issued?
 
     A revocation or rotation processed before the issuance (events of one
-    credential on different input partitions: DESIGN §1 lets producers key as
+    credential on different input partitions: docs/contracts/input.md lets producers key as
     they like) leaves a hash with lifecycle marks only; its missing expiry and
     empty scopes are not facts about the credential.
     """

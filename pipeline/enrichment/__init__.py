@@ -1,4 +1,4 @@
-"""Identity and credential state (DESIGN §2): enrichment reads and credential updates.
+"""Identity and credential state (docs/contracts/state.md): enrichment reads and credential updates.
 
 The worker holds one :class:`Enricher` and, per batch, calls ``apply`` then
 ``enrich`` inside :func:`retry_forever` (both are idempotent). Events gain

@@ -1,4 +1,4 @@
-"""Redis key names and hash field names of the state contract (DESIGN §2).
+"""Redis key names and hash field names of the state contract (docs/contracts/state.md).
 
 Field tuples are ordered: the Lua read script returns values in this order, so
 parsing is positional and never looks at field names at run time.
@@ -32,7 +32,7 @@ CREDENTIAL_FIELDS: Final = (
     "rotated_at",
     "revoked_at",
     "last_used_at",
-    # Not in the DESIGN §2 contract: an optional extension govpipe writes from a
+    # Not in docs/contracts/state.md: an optional extension govpipe writes from a
     # ``credential.issued`` that carries ``task_id`` (first writer wins), so SP-02
     # can route a ``credential.revoked`` without ``task_id`` to its task.
     "task_id",

@@ -12,7 +12,7 @@ File format (YAML or JSON), as the simulator writes ``samples/identities.yaml``:
         allowed_scopes: [crm.read, crm.records.export]
         status: active            # active | disabled | offboarded
 
-Each entry becomes ``{prefix}identity:{identity_id}`` (DESIGN §2) with
+Each entry becomes ``{prefix}identity:{identity_id}`` (docs/contracts/state.md) with
 ``allowed_scopes`` as a JSON list; absent optional fields are not stored. The
 file is validated as a whole first: one bad entry means nothing is written
 (unless the caller skips invalid entries), because a half-loaded registry

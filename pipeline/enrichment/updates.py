@@ -8,7 +8,7 @@ any order (at-least-once delivery, several partitions, several workers):
   fields that are empty);
 - ``rotated_at`` keeps the latest rotation; ``revoked_at`` the earliest
   revocation (a late ``issued`` never un-revokes); ``last_used_at`` the max;
-- ``task_id`` (an extension beyond DESIGN §2, for SP-02) is written by the first
+- ``task_id`` (an extension beyond docs/contracts/state.md, for SP-02) is written by the first
   ``issued`` that carries one and never changed or cleared afterwards;
 - ``scopes`` / ``expires_at`` (the credential's current terms) come from the
   latest rotation that carried them, else from the issuance. A late

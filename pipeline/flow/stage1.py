@@ -1,7 +1,7 @@
 """Stage 1 (stateless): records → validated, redacted, enriched events, routed to stage 2.
 
 Batch-first: one call handles a whole batch of Kafka records, with one schema
-lookup and one Redis round trip per batch (DESIGN §3b). Pure apart from the
+lookup and one Redis round trip per batch (docs/internals.md). Pure apart from the
 awaited dependencies, so it is tested without Kafka.
 """
 

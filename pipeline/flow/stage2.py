@@ -1,6 +1,6 @@
 """Stage 2 (stateful): per-subject detector state, event-time watermark, deduplicated alerts.
 
-Batch-first (DESIGN §3b): a *unit* is every internal record of one partition
+Batch-first (docs/internals.md): a *unit* is every internal record of one partition
 that one ``take_events`` batch brought. Records are still judged one after the
 other (the watermark moves per record, so a replay with other batch
 boundaries gives the same findings), but each touched subject's state is
@@ -330,7 +330,7 @@ class Stage2:
 
         The consumer can resume past offsets whose effects the recovered state
         lacks: faust reads a changelog only up to the high watermark the broker
-        reports, and Tansu's lags what it acknowledged (DESIGN §3b), so the last
+        reports, and Tansu's lags what it acknowledged (docs/internals.md), so the last
         units' writes can be missing while their input offsets were committed.
         Measured: after a kill -9, state up to offset 3 and input resumed at 7.
         The records in between are read again; until they arrive, the ones

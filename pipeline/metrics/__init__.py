@@ -1,4 +1,4 @@
-"""Rolling productivity and governance metrics (DESIGN §4 ``governance.metrics.v1``).
+"""Rolling productivity and governance metrics (docs/contracts/metrics.md).
 
 Batch-first, in three steps: ``deltas`` folds a batch of events / outcomes into one
 delta per (window, dimension); ``windows.MetricWindows`` adds deltas into tumbling

@@ -57,8 +57,8 @@ HISTOGRAMS: Final = (REVIEW_SECONDS, ACTION_LATENCY_MS)
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
-#: Max credential lifetime still counted ephemeral, per identity kind (DESIGN §3 SP-01
-#: defaults); ``other`` is for humans and unknown kinds, as SP-01's own fallback.
+#: Max credential lifetime still counted ephemeral, per identity kind (docs/contracts/metrics.md:
+#: SP-01 defaults); ``other`` is for humans and unknown kinds, as SP-01's own fallback.
 DEFAULT_MAX_TTL_MS: Final[Mapping[str, int]] = {
     "ai_agent": HOUR_MS,
     "workload": DAY_MS,

@@ -1,6 +1,6 @@
 """Tumbling event-time windows of metric deltas, emitted as ``MetricRecord`` revisions.
 
-Rules (DESIGN §3 "Event time"; all times are event times, nothing reads a clock):
+Rules (docs/event-time.md; all times are event times, nothing reads a clock):
 
 * A window is ``[start, start + size)``; an item exactly at a boundary is in the
   window that starts there (``deltas.window_start``).

@@ -3,7 +3,7 @@
 Topics are read with ``assign()`` on every partition from the oldest record, like
 ``govpipe tail``: no consumer group to join, nothing committed. "The end" is "until
 quiet" (every partition at EOF and nothing new for ``idle_s``, or 5 x ``idle_s`` of
-silence): Tansu's high watermark can lag what it acknowledged (DESIGN §3b).
+silence): Tansu's high watermark can lag what it acknowledged (docs/internals.md).
 
 Everything after the read is pure: ``latest_metrics`` keeps the newest revision of
 each metric key, ``latest_alerts`` one alert per ``alert_id`` (a repeat is an OCSF

@@ -42,7 +42,7 @@ class RateSpec:
     meaning: str
 
 
-#: The governance rates of DESIGN §4, in the order the report shows them.
+#: The governance rates of docs/contracts/metrics.md, in the order the report shows them.
 GOVERNANCE_RATES: Final = (
     RateSpec(
         "authorized_action_rate",

@@ -8,7 +8,7 @@ clear positive. Every event of an injected case carries
 ``attributes["sim.injected"] = "<DETECTOR-ID>"`` and ``attributes["sim.case"]``
 (one value per case), so tests count expected positives as distinct cases.
 
-Clean traffic stays inside the DESIGN §3 defaults with a margin (see
+Clean traffic stays inside the detector defaults in README.md#detections with a margin (see
 ``CLEAN_LIMITS``); the shared ``Ctx`` keeps the cross-task state that needs it:
 approver queues (review time, RS-01/RS-02), decision history (RS-03), denials
 per requester (RS-07).
@@ -41,7 +41,7 @@ DETECTOR_IDS: tuple[str, ...] = (
     "SL-01",
 )
 
-#: What clean traffic guarantees (each well inside the DESIGN §3 default).
+#: What clean traffic guarantees (each well inside the detector defaults in README.md#detections).
 CLEAN_LIMITS: dict[str, int] = {
     "ttl_max_ms_ai_agent": 45 * MINUTE,  # SP-01 default 1 h
     "ttl_max_ms_workload": 2 * HOUR,  # SP-01 default 24 h
@@ -384,7 +384,7 @@ def _plan(rng: random.Random, pw: PlatformWorld, agent: Identity) -> list[tuple[
 
 def clean_task(ctx: Ctx, pw: PlatformWorld, t: int) -> Iterator[Timed]:
     """task.started → JIT credential → actions (approvals, a delegation) → task.completed →
-    credential.revoked, all within the DESIGN §3 defaults."""
+    credential.revoked, all within the detector defaults in README.md#detections."""
     rng = ctx.rng
     agent = rng.choice(pw.agents)
     obo = rng.choice(pw.requesters)

@@ -143,7 +143,7 @@ _LAST = _LAST_NAMES.split()
 
 @dataclass(slots=True)
 class Identity:
-    """One registry entry (DESIGN §2 ``nhi:identity:*``), plus simulator roles."""
+    """One registry entry (docs/contracts/state.md ``nhi:identity:*``), plus simulator roles."""
 
     identity_id: str
     kind: Kind

@@ -151,7 +151,7 @@ def test_govpipe_env_per_design_and_known_to_settings(compose_config: dict[str, 
             "SCHEMA_REGISTRY_URL",
             "GOVPIPE_POLICY",
         ):
-            assert env.get(key), f"{name}: {key} is not set (DESIGN §5)"
+            assert env.get(key), f"{name}: {key} is not set (README.md#configuration)"
         unknown = {k for k in env if k.upper() not in known}
         assert not unknown, f"{name}: Settings does not read {sorted(unknown)}"
         # Every address points at a compose service on its container port.

@@ -1,6 +1,6 @@
 """RedisEnricher against a real Redis (db 14, a unique key prefix per test).
 
-Covers the DESIGN §2 state contract written by credential events (exact field
+Covers docs/contracts/state.md written by credential events (exact field
 names, decimal epoch ms, JSON lists), out-of-order and replayed input, the
 cache, garbage written by other systems, the identities loader, and an outage
 of a Redis this module starts and kills itself.

@@ -2,9 +2,9 @@
 
 The issue's must-show: stop the Redis server while the worker is mid-stream and
 restart it 10 to 20 s later; afterwards every event is enriched and forwarded
-exactly once, and the worker never exited (DESIGN §3b "Redis outages").
+exactly once, and the worker never exited (docs/internals.md).
 
-The test Redis runs without persistence, so it comes back empty, as DESIGN §3b
+The test Redis runs without persistence, so it comes back empty, as docs/internals.md
 warns. An IAM sync reloads the identities; the restarted server listens only on
 a unix socket until that is done and opens its TCP port afterwards, so the
 worker cannot race the reload (a missing identity after an outage is not proof
@@ -131,7 +131,7 @@ class RedisServer:
 
 
 def iam_sync(client: Any) -> None:
-    """What an external IAM / inventory sync writes (DESIGN §2)."""
+    """What an external IAM / inventory sync writes (docs/contracts/state.md)."""
     pipe = client.pipeline(transaction=False)
     for identity_id, fields in {**IDENTITIES, **OWNERS}.items():
         pipe.hset(f"{PREFIX}identity:{identity_id}", mapping=fields)

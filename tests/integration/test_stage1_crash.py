@@ -1,7 +1,7 @@
 """Crash safety of stage 1: kill -9 the worker mid-stream five times; nothing is lost.
 
 faust-streaming can skip a block of records after a restart (upstream #596,
-DESIGN §3b); this test counts every forwarded event id, so a skip fails it.
+docs/internals.md); this test counts every forwarded event id, so a skip fails it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Used by ``tests/integration/test_delivery_order.py``: the same events published 
 event-time order on one partition, or keyed by ``identity_id`` across several
 partitions (each partition in event-time order, as a keyed producer writes them),
 must give the same findings and the same final metric revisions however the worker
-reads them (DESIGN: "a replay or backfill of the same events yields the same
+reads them (docs/event-time.md: "a replay or backfill of the same events yields the same
 findings"; the pipeline must not depend on the producer's key).
 
 Nothing here moves event time with heartbeats: after the backlog the worker is left

@@ -1,6 +1,6 @@
 """An independent reference of governance.metrics.v1 counts, for tests only.
 
-Written from DESIGN §4 with plain loops and no import from ``pipeline.metrics``, so
+Written from docs/contracts/metrics.md with plain loops and no import from ``pipeline.metrics``, so
 a shared bug cannot make the pipeline agree with itself. Given enriched events
 (``event["identity"]`` / ``event["credential"]`` as stage 1 adds them) plus which
 tasks got a finding and which approvals got an RS finding, it returns the expected

@@ -1,6 +1,6 @@
 """Reading and writing topics in tests with confluent-kafka.
 
-Tansu's high watermark can lag what it acknowledged (DESIGN §3b), so "read to
+Tansu's high watermark can lag what it acknowledged (docs/internals.md), so "read to
 the end" means "read until quiet", never "until the high watermark".
 """
 
@@ -65,7 +65,7 @@ def produce(
 
 def assign_all(consumer: Consumer, topic: str, timeout: float = 10.0) -> None:
     """Read every partition from the start without a consumer group: no group join
-    to wait for (Tansu holds joins for half the session timeout, DESIGN §3b)."""
+    to wait for (Tansu holds joins for half the session timeout, docs/internals.md)."""
     md = consumer.list_topics(topic, timeout=timeout)
     partitions = sorted(md.topics[topic].partitions)
     assert partitions, f"topic {topic} has no partitions"

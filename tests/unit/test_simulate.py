@@ -2,7 +2,7 @@
 
 The invariant checks below are written independently of the simulator's own
 bookkeeping: they re-derive every fact (lifetimes, review times, approval rates,
-delegation scopes…) from the events and the registry alone, at the DESIGN §3
+delegation scopes…) from the events and the registry alone, at the README.md#detections
 default thresholds.
 """
 

@@ -1,4 +1,4 @@
-"""Alert shape (OCSF 1.1 Detection Finding + DESIGN §4 govpipe fields) and dedup."""
+"""Alert shape (OCSF 1.1 Detection Finding + docs/contracts/alerts.md govpipe fields) and dedup."""
 
 from __future__ import annotations
 

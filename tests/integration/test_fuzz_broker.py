@@ -22,7 +22,8 @@ from pipeline.topics import MAX_MESSAGE_BYTES
 from tests.support.hostile import DLQ_CODES, HostileRecords, make_stage1
 from tests.support.kafka import consume_until_quiet, produce
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# 168k dead letters: timed out (300 s) once inside the full suite on 2 cores; `make test-all`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.volume]
 
 COUNT = 10_000
 

@@ -146,20 +146,3 @@ def expired(state: State, key: str, watermark: int) -> list[tuple[str, Any]]:
     if pending:
         set_deadline(state, min(v[0] for v in pending.values()))
     return [(token, payload) for _, token, payload in gone]
-
-
-def renotify(state: State, tag: str, t: int, period_ms: int, cap: int = 256) -> bool:
-    """True when ``tag`` has not fired in the last ``period_ms``: rate-limits repeats.
-
-    A condition that holds on every event (a long-lived key in use) would otherwise emit
-    a finding per event; the alert id is stable, so repeats are Updates anyway, and
-    this keeps them to one per period. At most ``cap`` tags are remembered.
-    """
-    fired: dict[str, int] = state.setdefault("_fired", {})
-    last = fired.get(tag)
-    if last is not None and t - last < period_ms:
-        return False
-    fired.pop(tag, None)
-    fired[tag] = t if last is None else max(t, last)
-    _cap(fired, cap)
-    return True

@@ -63,8 +63,6 @@ class _Input:
     idle: bool = False
     #: monotonic time of the last record read from the partition
     last_data: float = 0.0
-    #: monotonic time the partition was assigned to this process
-    assigned_at: float = 0.0
     #: offset of the last record read (None: nothing read since assignment)
     offset: int | None = None
 
@@ -81,7 +79,7 @@ class InputTracker:
     def assign(self, partitions: set[int], now: float) -> None:
         for p in partitions:
             if p not in self._inputs:
-                self._inputs[p] = _Input(assigned_at=now, last_data=now)
+                self._inputs[p] = _Input(last_data=now)
 
     def revoke(self, partitions: set[int]) -> None:
         """A partition another process now owns: we no longer speak for it."""
@@ -98,7 +96,7 @@ class InputTracker:
         """A record of ``partition`` was read (``newest``: its newest valid event time)."""
         state = self._inputs.get(partition)
         if state is None:
-            state = self._inputs[partition] = _Input(assigned_at=now)
+            state = self._inputs[partition] = _Input()
         state.last_data = now
         if offset is not None:
             state.offset = offset if state.offset is None else max(state.offset, offset)

@@ -17,7 +17,12 @@ from typing import Any
 from pipeline.codec import encode_json_batch
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.policy import DEFAULT_POLICY, Policy
-from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
+from pipeline.flow.route import (
+    decode_subject_batch,
+    encode_subject_batch,
+    partition_for,
+    subject_key,
+)
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
 from pipeline.flow.stage2 import PROGRESS, Stage2, apply_writes
@@ -127,8 +132,6 @@ class InProcess:
                 else partition_for(subject_key(item[0], item[1]), self.partitions)
             )
             by_target.setdefault(target, []).append(item)
-        from pipeline.flow.route import encode_subject_batch
-
         for target, chunk in by_target.items():
             self.queues[target].append(encode_subject_batch(chunk, None))
 

@@ -56,12 +56,3 @@ def test_expectations_fire_in_deadline_order_and_rearm() -> None:
     assert w.satisfy(s, "e", "d", 41) is False  # too late
     assert w.expired(s, "e", 39) == []
     assert s.get("_deadline") == 40
-
-
-def test_renotify() -> None:
-    s: dict[str, object] = {}
-    assert w.renotify(s, "t", 0, 10) is True
-    assert w.renotify(s, "t", 9, 10) is False
-    assert w.renotify(s, "t", 10, 10) is True
-    assert w.renotify(s, "t", 5, 10) is False  # a late replay does not re-fire
-    assert w.renotify(s, "u", 5, 10) is True

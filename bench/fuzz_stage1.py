@@ -26,12 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.hostile import fuzz_stage1
-
-#: Records of at most this many events + dead letters must each take <= 50 ms.
-SMALL_ITEMS = 1000
-#: The size limit (settings' default); larger records are judged per MB.
-MAX_RECORD_BYTES = 2 * 1024 * 1024 - 4096
+from tests.support.hostile import MAX_RECORD_BYTES, SMALL_ITEMS, fuzz_stage1, timing_problems
 
 
 def main() -> int:
@@ -66,7 +61,10 @@ def main() -> int:
         print(f"  slow small: #{index} {kind}: {t * 1e3:.1f} ms, {size} bytes, {items} items")
     for problem in report.problems[:20]:
         print("PROBLEM", problem)
-    return 1 if report.problems else 0
+    slow = timing_problems(report)
+    for problem in slow:
+        print("TOO SLOW", problem)
+    return 1 if report.problems or slow else 0
 
 
 if __name__ == "__main__":

@@ -17,17 +17,6 @@ from pipeline.flow.validate import Validator
 from tests.support.events import make_event
 from tests.support.hostile import HostileRecords, fuzz_stage1
 
-#: Records with at most this many events + dead letters must each take <= 50 ms;
-#: bigger batches (up to 10,000 events) are judged per event or dead letter.
-SMALL_ITEMS = 1000
-#: Generous against the ~9 µs per valid event and ~17 µs per dead letter measured,
-#: since the machine is shared.
-MAX_US_PER_ITEM = 60.0
-#: Records over the size limit (2 MiB - 4 KiB) go to the DLQ whole, scanned for
-#: secrets first: linear, ~15 ms per MB measured (a 4 MB record ~60 ms).
-MAX_RECORD_BYTES = 2 * 1024 * 1024 - 4096
-MAX_MS_PER_MB = 40.0
-
 
 def validator() -> Validator:
     return Validator(SchemaResolver(), 2 * 1024 * 1024 - 4096, 10_000)
@@ -48,9 +37,8 @@ def test_hostile_records_through_stage1() -> None:
     assert report.events > 0 and report.dead_letters > 0
     # every record is accounted for: events, dead letters, or a batch of zero events
     assert report.empty == sum(1 for n in report.items if n == 0)
-    assert report.max_s_up_to(SMALL_ITEMS, MAX_RECORD_BYTES) <= 0.050, report.summary()
-    assert report.max_us_per_item(SMALL_ITEMS) <= MAX_US_PER_ITEM, report.summary()
-    assert report.max_ms_per_mb(MAX_RECORD_BYTES) <= MAX_MS_PER_MB, report.summary()
+    # the per-record time bounds (tests/support/hostile.timing_problems) are wall
+    # clock: `python bench/fuzz_stage1.py` checks them and exits non-zero past them
 
 
 # ---- bugs found by the fuzzing -----------------------------------------------------------

@@ -58,7 +58,8 @@ def test_metrics_endpoint_counters_move(settings_factory, worker_factory) -> Non
         [encode_json_batch([make_event(i) for i in range(300, 800)])],
     )
     after = wait_for(port, 'govpipe_events_out_total{stage="1"}', 800)
-    assert after['govpipe_events_in_total{stage="2"}'] > 0
+    # Stage 2 is another agent: it moves shortly after stage 1 (read at once, it
+    # was once still 0 in CI), so wait for it to pass what it had before.
     wait_for(
         port,
         'govpipe_events_in_total{stage="2"}',

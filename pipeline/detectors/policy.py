@@ -16,7 +16,9 @@ Errors name the file line (``policy.yaml:12: detectors.SP-01.thresholds.x: unkno
 threshold``): YAML nodes keep their marks, and each error's path is mapped back to
 the closest key that exists. Unknown detector ids, unknown threshold names and
 thresholds of the wrong type are errors, because a typo there silently keeps the
-default and looks like it worked.
+default and looks like it worked. Every problem is found in one pass (the schema's
+and the name and type checks together, in file order); only invalid YAML stops at
+its first error.
 """
 
 from __future__ import annotations
@@ -125,28 +127,38 @@ def policy_of(ctx: Context) -> Policy:
 
 
 class PolicyError(ConfigError):
-    """An invalid policy file; ``errors`` holds one ``file:line: path: message`` each."""
+    """An invalid policy file; ``errors`` holds one ``file:line: path: message`` each,
+    every problem found, in file order (the worker prints them all and stops)."""
 
     def __init__(self, errors: Sequence[str]) -> None:
-        super().__init__("\n".join(errors))
+        n = len(errors)
+        head = f"invalid policy ({n} problem{'s' if n != 1 else ''}):"
+        super().__init__("\n  ".join([head, *errors]))
         self.errors = list(errors)
 
 
 Loc = tuple[str | int, ...]
 
 
-def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int], dupes: list[tuple[Loc, int]]) -> None:
-    """Record the 1-based line of every key / item under ``node``; note duplicate keys."""
+Pos = tuple[int, int]  # (1-based line, column): errors are listed in file order
+
+
+def _mark(node: yaml.Node) -> Pos:
+    return node.start_mark.line + 1, node.start_mark.column
+
+
+def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, Pos], dupes: list[tuple[Loc, Pos]]) -> None:
+    """Record where every key / item under ``node`` starts; note duplicate keys."""
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*loc, str(key.value))
             if child in out:
-                dupes.append((child, key.start_mark.line + 1))
-            out[child] = key.start_mark.line + 1
+                dupes.append((child, _mark(key)))
+            out[child] = _mark(key)
             _lines(value, child, out, dupes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            out[(*loc, i)] = item.start_mark.line + 1
+            out[(*loc, i)] = _mark(item)
             _lines(item, (*loc, i), out, dupes)
 
 
@@ -157,14 +169,42 @@ def _dotted(loc: Loc) -> str:
     return text or "(top level)"
 
 
-def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int:
+def _pos_of(loc: Loc, lines: Mapping[Loc, Pos]) -> Pos:
+    """Where ``loc`` is in the file, or the closest enclosing key that exists."""
     for end in range(len(loc), 0, -1):
         if loc[:end] in lines:
             return lines[loc[:end]]
-    return 1
+    return 1, 0
 
 
-_MESSAGES = {"extra_forbidden": "unknown key", "missing": "required"}
+#: Schema errors in the words the threshold checks use (pydantic's own text otherwise).
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _schema_message(err: Mapping[str, Any]) -> str:
+    if err["type"] == "literal_error":  # severity, version
+        return f"expected {err.get('ctx', {}).get('expected', 'one of the listed values')}"
+    return _MESSAGES.get(str(err["type"]), str(err["msg"]))
+
+
+def _schema_loc(loc: Sequence[Any]) -> Loc:
+    """pydantic's location as a path in the file (a bad mapping key is named by the key)."""
+    parts = [p for p in loc if p != "[key]"]
+    return tuple(p if isinstance(p, int) else str(p) for p in parts)
 
 
 def _threshold_problem(default: Any, value: Any) -> str | None:
@@ -190,34 +230,46 @@ def _threshold_problem(default: Any, value: Any) -> str | None:
 DEFAULT_DEDUP_S = 3600
 
 
-def _cross_check(policy: Policy, specs: Mapping[str, DetectorSpec]) -> list[tuple[Loc, str]]:
+def _raw_checks(
+    data: Mapping[str, Any], specs: Mapping[str, DetectorSpec]
+) -> list[tuple[Loc, str]]:
+    """The checks the schema cannot make (detector ids, threshold names and types, empty
+    patterns), run on the raw document so they are reported together with the schema's
+    errors: whatever has the wrong shape here was already reported by the schema."""
     problems: list[tuple[Loc, str]] = []
-    for det_id, settings in policy.detectors.items():
+    detectors = data.get("detectors")
+    for det_id, settings in detectors.items() if isinstance(detectors, dict) else ():
+        if not isinstance(det_id, str):
+            continue
         spec = specs.get(det_id)
         if spec is None:
             problems.append((("detectors", det_id), "unknown detector"))
             continue
-        for name, value in settings.thresholds.items():
-            loc: Loc = ("detectors", det_id, "thresholds", name)
+        thresholds = settings.get("thresholds") if isinstance(settings, dict) else None
+        for name, value in thresholds.items() if isinstance(thresholds, dict) else ():
+            loc: Loc = ("detectors", det_id, "thresholds", str(name))
             default = spec.thresholds.get(name, DEFAULT_DEDUP_S if name == "dedup_s" else None)
             if default is None:
                 problems.append((loc, "unknown threshold"))
             elif (problem := _threshold_problem(default, value)) is not None:
                 problems.append((loc, problem))
+    exceptions = data.get("exceptions")
     for table in ("identities", "approvers"):
-        for det_id in getattr(policy.exceptions, table):
-            if det_id != ALL and det_id not in specs:
+        entries = exceptions.get(table) if isinstance(exceptions, dict) else None
+        for det_id in entries if isinstance(entries, dict) else ():
+            if isinstance(det_id, str) and det_id != ALL and det_id not in specs:
                 problems.append((("exceptions", table, det_id), "unknown detector"))
     for field in ("privileged_scopes", "sensitive_actions"):
-        for i, pattern in enumerate(getattr(policy, field)):
-            if not pattern.strip():
+        patterns = data.get(field)
+        for i, pattern in enumerate(patterns if isinstance(patterns, list) else ()):
+            if isinstance(pattern, str) and not pattern.strip():
                 problems.append(((field, i), "empty pattern"))
     return problems
 
 
-def _render(name: str, errors: list[tuple[int, str]]) -> list[str]:
+def _render(name: str, errors: list[tuple[Pos, str]]) -> list[str]:
     """``file:line: message``, in file order."""
-    return [f"{name}:{line}: {msg}" for line, msg in sorted(errors, key=lambda e: e[0])]
+    return [f"{name}:{pos[0]}: {msg}" for pos, msg in sorted(errors, key=lambda e: e[0])]
 
 
 def parse_policy(
@@ -238,29 +290,30 @@ def parse_policy(
     except yaml.YAMLError as exc:
         raise PolicyError([f"{name}:1: invalid YAML: {exc}"]) from None
 
-    lines: dict[Loc, int] = {}
-    dupes: list[tuple[Loc, int]] = []
+    # Every problem is collected (schema, names, types, duplicates) and reported at
+    # once, in file order: fixing a policy should not take one round per mistake.
+    lines: dict[Loc, Pos] = {}
+    dupes: list[tuple[Loc, Pos]] = []
     if node is not None:
         _lines(node, (), lines, dupes)
-    errors = [(line, f"{_dotted(loc)}: duplicate key") for loc, line in dupes]
+    errors = [(pos, f"{_dotted(loc)}: duplicate key") for loc, pos in dupes]
     if not isinstance(data, dict):
-        errors.append((1, "the policy must be a mapping with 'version: 1'"))
+        errors.append(((1, 0), "the policy must be a mapping with 'version: 1'"))
         raise PolicyError(_render(name, errors))
+    policy: Policy | None = None
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            msg = _MESSAGES.get(err["type"], err["msg"])
-            errors.append((_line_of(loc, lines), f"{_dotted(loc)}: {msg}"))
-        raise PolicyError(_render(name, errors)) from None
+            loc = _schema_loc(err["loc"])
+            errors.append((_pos_of(loc, lines), f"{_dotted(loc)}: {_schema_message(err)}"))
     if specs is None:
         from pipeline.detectors.registry import all_detectors
 
         specs = [d.spec for d in all_detectors()]
-    for loc, msg in _cross_check(policy, {s.id: s for s in specs}):
-        errors.append((_line_of(loc, lines), f"{_dotted(loc)}: {msg}"))
-    if errors:
+    for loc, msg in _raw_checks(data, {s.id: s for s in specs}):
+        errors.append((_pos_of(loc, lines), f"{_dotted(loc)}: {msg}"))
+    if errors or policy is None:
         raise PolicyError(_render(name, errors))
     return policy
 

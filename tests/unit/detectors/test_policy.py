@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,83 @@ def test_policy_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_deploy_policy_is_valid() -> None:
     load_policy(ROOT / "deploy" / "policy.yaml")
+
+
+ONE_OF_EACH = (
+    "version: 1\n"  # 1
+    "allowed_lateness_ms: lots\n"  # 2
+    "detectors:\n"  # 3
+    "  SP-99: {enabled: true}\n"  # 4
+    "  SP-01:\n"  # 5
+    "    severity: urgent\n"  # 6
+    "    enable: true\n"  # 7
+    "    thresholds: {max_lifetime_s: 10, dedup_s: -5}\n"  # 8
+    "  SP-07:\n"  # 9
+    "    enabled: 'no'\n"  # 10
+    "    thresholds:\n"  # 11
+    "      min_identities: 2.5\n"  # 12
+    "  RS-03: []\n"  # 13
+    "exceptions:\n"  # 14
+    "  identities: {SP-01: agent-x, XX-01: [a]}\n"  # 15
+    "  approvers: {RS-03: [1, bob]}\n"  # 16
+    "privileged_scopes: ['', 3]\n"  # 17
+)
+
+
+def test_schema_and_name_errors_are_reported_together_in_file_order() -> None:
+    """One pass: a wrong type no longer hides an unknown detector or threshold."""
+    assert errors(ONE_OF_EACH) == [
+        "policy.yaml:2: allowed_lateness_ms: expected a whole number",
+        "policy.yaml:4: detectors.SP-99: unknown detector",
+        "policy.yaml:6: detectors.SP-01.severity: expected 'low', 'medium', 'high' or 'critical'",
+        "policy.yaml:7: detectors.SP-01.enable: unknown key",
+        "policy.yaml:8: detectors.SP-01.thresholds.max_lifetime_s: unknown threshold",
+        "policy.yaml:8: detectors.SP-01.thresholds.dedup_s: must not be negative",
+        "policy.yaml:10: detectors.SP-07.enabled: expected true or false",
+        "policy.yaml:12: detectors.SP-07.thresholds.min_identities: expected a whole number",
+        "policy.yaml:13: detectors.RS-03: expected a mapping",
+        "policy.yaml:15: exceptions.identities.SP-01: expected a list",
+        "policy.yaml:15: exceptions.identities.XX-01: unknown detector",
+        "policy.yaml:16: exceptions.approvers.RS-03[0]: expected a string",
+        "policy.yaml:17: privileged_scopes[0]: empty pattern",
+        "policy.yaml:17: privileged_scopes[1]: expected a string",
+    ]
+
+
+def test_policy_check_prints_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    policy_command.register(parser.add_subparsers())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ONE_OF_EACH)
+    args = parser.parse_args(["policy", "check", str(bad)])
+    assert args.handler(args) == 1
+    printed = capsys.readouterr().err.splitlines()
+    assert printed == [e.replace("policy.yaml", str(bad), 1) for e in errors(ONE_OF_EACH)]
+
+
+def test_worker_stops_at_start_with_the_same_full_list(tmp_path: Path) -> None:
+    """The worker loads the policy before it touches the broker or Redis."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ONE_OF_EACH)
+    env = {
+        **os.environ,
+        "GOVPIPE_POLICY": str(bad),
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "FAUST_DATADIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    expected = [e.replace("policy.yaml", str(bad), 1) for e in errors(ONE_OF_EACH)]
+    assert done.stderr.splitlines() == [
+        f"govpipe: invalid policy ({len(expected)} problems):",
+        *(f"  {e}" for e in expected),
+    ]

@@ -1,0 +1,207 @@
+"""Stage-2 CPU per event, in-process: internal-record encode, decode, and stage 2's units.
+
+Simulator traffic (its realistic mix, violations included) goes through stage 1
+(validate, redact, enrich from an in-memory registry, route) once; the internal
+records it produced are then, per round:
+
+* ``encode``: the routed items of each stage-1 call encoded again as internal records;
+* ``decode``: every internal record decoded;
+* ``stage 2``: a fresh stage 2 and store judge every record, one unit per
+  ``--records`` internal records of a partition, as the worker's ``take_events``
+  hands them over, with the unit's writes applied and its own outputs (metric
+  deltas, progress, finding notices) encoded and fed back (decode included),
+  until nothing is left.
+
+Prints the median µs/event per step over ``--rounds`` (events = input events).
+
+    .venv/bin/python bench/stage2_cpu.py [--events 20000] [--rounds 5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import pstats
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.codec import AvroEncoder
+from pipeline.detectors.engine import DetectionEngine
+from pipeline.flow.route import (
+    SubjectRecordEncoder,
+    decode_subject_batch,
+    encode_subject_batch,
+    partition_for,
+    subject_key,
+)
+from pipeline.flow.schemas import SchemaResolver
+from pipeline.flow.stage1 import SourceRecord, Stage1
+from pipeline.flow.stage2 import PROGRESS, Stage2, apply_writes
+from pipeline.flow.validate import Validator
+from pipeline.simulate import Simulator
+from pipeline.simulate.generator import parse_violations
+from tests.support.reference_enricher import MemoryEnricher
+
+START_MS = 1_764_000_000_000
+
+
+class Store(dict[str, Any]):
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key, default)
+
+
+class Harness:
+    """The part of the bench that follows stage 2's API."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.alerts = self.metrics = self.dead = 0
+
+    def prepare(self, records: list[tuple[int, bytes]]) -> None:
+        self.decoded = [decode_subject_batch(v) for _, v in records]
+
+    def encode_all(self) -> None:
+        for wm, items in self.decoded:
+            with SubjectRecordEncoder() as encoder:
+                encoder.records(items, wm)
+
+    def decode_all(self, records: list[tuple[int, bytes]]) -> None:
+        for _, value in records:
+            decode_subject_batch(value)
+
+    def run(self, records: list[tuple[int, bytes]], per_unit: int) -> None:
+        stage2 = Stage2(DetectionEngine(), self.partitions, 300_000, "bench")
+        store = Store()
+        queues: dict[int, deque[bytes]] = {p: deque() for p in range(self.partitions)}
+        for partition, value in records:
+            queues[partition].append(value)
+        offsets = dict.fromkeys(range(self.partitions), 0)
+        self.alerts = self.metrics = 0
+        while any(queues.values()):
+            for partition, queue in queues.items():
+                unit = []
+                while queue and len(unit) < per_unit:
+                    wm, items = decode_subject_batch(queue.popleft())
+                    unit.append((offsets[partition], wm, items))
+                    offsets[partition] += 1
+                if not unit:
+                    continue
+                out = stage2.process_unit(store, partition, unit)
+                apply_writes(store, out.writes)
+                apply_writes(store, stage2.sent(partition))
+                self.alerts += len(out.alerts)
+                self.metrics += len(out.metrics)
+                by_target: dict[int, list[Any]] = {}
+                for item in out.items:
+                    target = (
+                        int(item[1])
+                        if item[0] == PROGRESS
+                        else partition_for(subject_key(item[0], item[1]), self.partitions)
+                    )
+                    by_target.setdefault(target, []).append(item)
+                for target, chunk in by_target.items():
+                    queues[target].append(encode_subject_batch(chunk, None))
+
+
+def rounds_us(run: Callable[[], int], rounds: int) -> list[float]:
+    out = []
+    for _ in range(rounds):
+        cpu = time.process_time_ns()
+        n = run()
+        out.append((time.process_time_ns() - cpu) / n / 1000)
+    return out
+
+
+def show(name: str, samples: list[float]) -> float:
+    med = statistics.median(samples)
+    print(
+        f"{name:28s} {med:7.2f} µs/event CPU (min {min(samples):.2f}, max {max(samples):.2f})"
+        f"  {1e6 / med:>9,.0f} ev/s"
+    )
+    return med
+
+
+async def stage1_records(args: Any) -> tuple[int, list[tuple[int, bytes]]]:
+    sim = Simulator(
+        args.seed, start_ms=START_MS, rate=200.0, violations=parse_violations(None, 0.01)
+    )
+    events = sim.events(args.events)
+    identities = {e["identity_id"]: e for e in sim.registry()}
+    engine = DetectionEngine()
+    stage1 = Stage1(
+        Validator(SchemaResolver(), 2 * 1024 * 1024, 10_000),
+        args.partitions,
+        MemoryEnricher(identities=identities),
+        engine.subject_kinds_for,
+        input_partitions=1,
+    )
+    stage1.inputs.assign({0}, 0.0)
+    encode = AvroEncoder().batch
+    out: list[tuple[int, bytes]] = []
+    for offset, i in enumerate(range(0, len(events), args.batch)):
+        record = SourceRecord(encode(events[i : i + args.batch]), None, "events", 0, offset)
+        result = await stage1.process([record])
+        assert not result.dead_letters
+        out += result.subject_records
+    return len(events), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=300, help="events per input record")
+    parser.add_argument("--records", type=int, default=8, help="internal records per unit")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    n, records = asyncio.run(stage1_records(args))
+    size = sum(len(v) for _, v in records)
+    print(
+        f"{n} simulator events in {len(records)} internal records "
+        f"({size / n:.0f} B/event), {args.partitions} partitions, "
+        f"{args.records} records per unit"
+    )
+    harness = Harness(args.partitions)
+    harness.prepare(records)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)  # as the worker (pipeline/worker.py)
+
+    def encode() -> int:
+        harness.encode_all()
+        return n
+
+    def decode() -> int:
+        harness.decode_all(records)
+        return n
+
+    def stage2() -> int:
+        harness.run(records, args.records)
+        return n
+
+    total = show("encode internal records", rounds_us(encode, args.rounds))
+    total += show("decode internal records", rounds_us(decode, args.rounds))
+    total += show("stage 2 units (+ feedback)", rounds_us(stage2, args.rounds))
+    print(f"{'sum':28s} {total:7.2f} µs/event CPU  {1e6 / total:>9,.0f} ev/s")
+    print(f"alerts {harness.alerts}, metric records {harness.metrics}, dlq {harness.dead}")
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        harness.run(records, args.records)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

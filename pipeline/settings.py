@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(
         None, validation_alias=AliasChoices("GOVPIPE_POLICY", "GOVPIPE_POLICY_FILE")
     )
+    #: A directory of the user's own rule files (docs/rules.md), loaded beside the
+    #: built-in detectors and the ``govpipe.detectors`` entry points.
+    rules_dir: Path | None = None
 
     # Topics (names live here so they can be overridden; specs live in topics.py)
     topic_events: str = "agent.events.v1"
@@ -115,6 +118,18 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://", "mock://")):
             raise ValueError("must start with http://, https:// or mock://")
+        return value
+
+    @field_validator("rules_dir", mode="before")
+    @classmethod
+    def _rules_dir_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # an empty variable means "no rules dir"
+
+    @field_validator("rules_dir")
+    @classmethod
+    def _rules_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
         return value
 
     @property

@@ -1,58 +1,377 @@
-"""Finds every detector: any module in this package exporting ``DETECTOR: Detector``.
+"""Finds every detector: the built-in ones and the user's own, under one contract.
 
-Discovery (not a hand-kept list) means adding a detector is one file plus its
-tests; the registry test then insists on the test file and on unique ids.
+Three sources, loaded once per process and checked alike (docs/rules.md):
+
+* built-in: any module of this package exporting ``DETECTOR: Detector``
+  (discovery, not a hand-kept list: adding one is a file plus its tests);
+* entry points of the ``govpipe.detectors`` group in installed distributions: the
+  entry point names a ``Detector`` or a module exporting ``DETECTOR``;
+* rule files in the settings' ``GOVPIPE_RULES_DIR``: every ``*.py`` directly in it,
+  except ``_*.py`` (helpers), ``test_*.py`` / ``*_test.py`` and ``conftest.py``.
+
+Every detector's spec is validated (id format, severity, subject kind, event types
+of the input contract, JSON-able thresholds) and ids are unique across the three
+sources. A problem stops the process at start with one line naming the file and
+line (``RegistryError``, a ``ConfigError``), never at the first event.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.metadata
+import importlib.util
+import json
 import pkgutil
-from collections.abc import Collection
+import re
+import sys
+import traceback
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
 
-from pipeline.detectors.base import SUBJECT_FIELDS, Detector, Event
+from pipeline.detectors.base import SUBJECT_FIELDS, Detector, DetectorSpec, Event
+from pipeline.errors import ConfigError
 
 #: Machinery modules in this package: never detectors, not imported by discovery.
 MACHINERY = frozenset(
-    {"alerts", "base", "common", "engine", "frameworks", "policy", "registry", "windows"}
+    {"alerts", "base", "common", "engine", "frameworks", "kinds", "policy", "registry", "windows"}
 )
+#: The entry-point group installed packages register their detectors under.
+ENTRY_POINT_GROUP = "govpipe.detectors"
+#: Detector ids: upper-case letters, digits and single hyphens, starting with a letter
+#: (they are policy keys, metric labels and part of alert ids).
+ID_PATTERN = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*")
+MAX_ID = 32
+SEVERITIES = ("low", "medium", "high", "critical")
+
+Origin = Literal["built-in", "entry point", "rules dir"]
 
 
-class RegistryError(Exception):
-    """A detector module is malformed, or two detectors share an id."""
+class RegistryError(ConfigError):
+    """A detector source is malformed, or two detectors share an id (one line)."""
 
 
-@cache
-def _discover() -> tuple[tuple[str, Detector], ...]:
-    """(module name, detector) for every detector module, sorted by id."""
+@dataclass(frozen=True)
+class Entry:
+    """One registered detector and where it came from."""
+
+    detector: Detector
+    origin: Origin
+    #: a file path for built-ins and rule files; ``name = value (dist)`` for entry points
+    source: str
+    #: the module the detector was imported from
+    module: str
+    #: the file of the module, when known (for line numbers)
+    file: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.detector.spec.id
+
+    def where(self, field: str = "id") -> str:
+        """``file:line`` of ``field`` in the spec (or the entry point's name)."""
+        if self.origin == "entry point":
+            located = f" ({_located(self.file, field)})" if self.file else ""
+            return f"entry point {self.source}{located}"
+        return _located(self.file, field) if self.file else self.source
+
+
+# -- locating problems in source files ------------------------------------------------
+
+
+def _display(path: str | Path) -> str:
+    """A path as the user wrote it: relative to the working directory when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _call_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _line_in_source(text: str, field: str) -> int | None:
+    """The line of ``field=`` in a ``DetectorSpec(...)`` call, else of ``DETECTOR =``."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    assignment = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _call_name(node.func) == "DetectorSpec":
+            for keyword in node.keywords:
+                if keyword.arg == field:
+                    return keyword.value.lineno
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "DETECTOR" for t in targets):
+                assignment = node.lineno
+    return assignment
+
+
+def _located(file: str | None, field: str = "id") -> str:
+    if file is None:
+        return "?"
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return _display(file)
+    return f"{_display(file)}:{_line_in_source(text, field) or 1}"
+
+
+def _import_problem(exc: BaseException, file: str | None) -> str:
+    """``file:line: what`` for an exception raised while importing a rule."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_display(exc.filename)}:{exc.lineno or 1}: syntax error: {exc.msg}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    line = None
+    where = file
+    if file is not None:
+        target = str(Path(file).resolve())
+        mine = [f for f in frames if str(Path(f.filename).resolve()) == target]
+        if mine:
+            line = mine[-1].lineno
+    elif frames:
+        where, line = frames[-1].filename, frames[-1].lineno
+    what = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{_display(where or '?')}:{line or 1}: cannot import: {what}"
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def spec_problems(spec: Any) -> list[tuple[str, str]]:
+    """(field, message) for everything wrong with a spec; empty when it is valid."""
+    from pipeline.records import EVENT_TYPES
+
+    if not isinstance(spec, DetectorSpec):
+        return [("id", f"DETECTOR.spec is a {type(spec).__name__}, not a DetectorSpec")]
+    out: list[tuple[str, str]] = []
+    if not isinstance(spec.id, str) or not (
+        ID_PATTERN.fullmatch(spec.id) and len(spec.id) <= MAX_ID
+    ):
+        out.append(
+            (
+                "id",
+                f"bad id {spec.id!r}: upper-case letters, digits and single hyphens, "
+                f"starting with a letter, at most {MAX_ID} characters (e.g. ACME-01)",
+            )
+        )
+    if not isinstance(spec.title, str) or not spec.title.strip():
+        out.append(("title", "title is empty"))
+    for name in ("description", "remediation"):
+        if not isinstance(getattr(spec, name), str):
+            out.append((name, f"{name} is not a string"))
+    if spec.severity not in SEVERITIES:
+        out.append(("severity", f"unknown severity {spec.severity!r} (one of {SEVERITIES})"))
+    if spec.subject not in SUBJECT_FIELDS:
+        kinds = ", ".join(SUBJECT_FIELDS)
+        out.append(("subject", f"unknown subject kind {spec.subject!r} (one of {kinds})"))
+    types = spec.event_types
+    if isinstance(types, str) or not isinstance(types, Collection) or not types:
+        out.append(("event_types", "event_types is empty (a set of input event types)"))
+    else:
+        unknown = sorted(str(t) for t in types if t not in EVENT_TYPES)
+        if unknown:
+            out.append(
+                (
+                    "event_types",
+                    f"unknown event type {', '.join(map(repr, unknown))} "
+                    "(docs/contracts/input.md lists them)",
+                )
+            )
+    window = spec.window_ms
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+        out.append(("window_ms", "window_ms is not a whole number of milliseconds"))
+    elif window is not None and window <= 0:
+        out.append(("window_ms", "window_ms must be positive (None = no window)"))
+    if not isinstance(spec.thresholds, Mapping):
+        out.append(("thresholds", "thresholds is not a mapping"))
+    else:
+        try:
+            json.dumps(dict(spec.thresholds))
+        except (TypeError, ValueError):
+            out.append(("thresholds", "thresholds must be JSON values (policy-file material)"))
+    if not isinstance(spec.enabled, bool):
+        out.append(("enabled", "enabled is not true or false"))
+    return out
+
+
+def _checked(entry: Entry) -> Entry:
+    det = entry.detector
+    if not isinstance(det, Detector):
+        where = entry.where("DETECTOR")
+        raise RegistryError(f"{where}: DETECTOR is a {type(det).__name__}, not a Detector")
+    problems = spec_problems(det.spec)
+    if problems:
+        field, message = problems[0]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RegistryError(f"{entry.where(field)}: invalid spec: {message}{more}")
+    for name in ("on_events", "on_watermark"):
+        if not callable(getattr(det, name)):
+            raise RegistryError(f"{entry.where('DETECTOR')}: DETECTOR.{name} is not callable")
+    return entry
+
+
+# -- the three sources -----------------------------------------------------------------
+
+
+def builtin_entries() -> list[Entry]:
+    """Every detector module of this package (modules without DETECTOR are helpers)."""
     import pipeline.detectors as package
 
-    found: dict[str, tuple[str, Detector]] = {}
+    found = []
     for info in pkgutil.iter_modules(package.__path__):
         if info.name.startswith("_") or info.name in MACHINERY:
             continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        name = f"{package.__name__}.{info.name}"
+        module = importlib.import_module(name)
         detector = getattr(module, "DETECTOR", None)
         if detector is None:
             continue  # a helper module
-        if not isinstance(detector, Detector):
-            raise RegistryError(f"{info.name}.DETECTOR is not a Detector")
-        det_id = detector.spec.id
-        if det_id in found:
-            raise RegistryError(f"detector id {det_id} in both {found[det_id][0]} and {info.name}")
-        found[det_id] = (info.name, detector)
+        file = getattr(module, "__file__", None)
+        found.append(_checked(Entry(detector, "built-in", _display(file or name), info.name, file)))
+    return found
+
+
+def _module_detector(module: ModuleType, file: str | None, origin: Origin, source: str) -> Entry:
+    detector = getattr(module, "DETECTOR", None)
+    if detector is None:
+        where = f"{_display(file)}:1" if file else f"entry point {source}"
+        raise RegistryError(
+            f"{where}: no DETECTOR (a rule file exports DETECTOR = ...; helper files start with _)"
+        )
+    return _checked(Entry(detector, origin, source, module.__name__, file))
+
+
+def entry_point_entries(group: str = ENTRY_POINT_GROUP) -> list[Entry]:
+    """Detectors of the installed distributions' entry points, in name order."""
+    found = []
+    for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        label = f"{ep.name} = {ep.value}" + (f" ({dist.name})" if dist is not None else "")
+        module_name = ep.value.partition(":")[0].strip()
+        file = _module_file(module_name)
+        try:
+            loaded = ep.load()
+        except Exception as exc:
+            raise RegistryError(f"entry point {label}: {_import_problem(exc, file)}") from None
+        if isinstance(loaded, ModuleType):
+            found.append(_module_detector(loaded, loaded.__file__, "entry point", label))
+        else:
+            found.append(_checked(Entry(loaded, "entry point", label, module_name, file)))
+    return found
+
+
+def _module_file(name: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def is_rule_file(path: Path) -> bool:
+    """Is this file in a rules directory a rule (not a helper or a test)?"""
+    name = path.name
+    return (
+        path.suffix == ".py"
+        and not name.startswith(("_", "test_", "."))
+        and not name.endswith("_test.py")
+        and name != "conftest.py"
+    )
+
+
+def load_rule_file(path: str | Path, origin: Origin = "rules dir") -> Entry:
+    """Import one rule file as a module of its own and check its DETECTOR."""
+    file = Path(path)
+    if not file.is_file():
+        raise RegistryError(f"{_display(file)}: no such rule file")
+    resolved = str(file.resolve())
+    stem = re.sub(r"\W", "_", file.stem)
+    module_name = f"govpipe_rule_{stem}"
+    spec = importlib.util.spec_from_file_location(module_name, resolved)
+    if spec is None or spec.loader is None:
+        raise RegistryError(f"{_display(file)}:1: cannot import: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module  # dataclasses and pickling look their module up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        if previous is not None:
+            sys.modules[module_name] = previous
+        else:
+            del sys.modules[module_name]
+        raise RegistryError(_import_problem(exc, resolved)) from None
+    return _module_detector(module, resolved, origin, _display(file))
+
+
+def rules_dir_entries(directory: str | Path) -> list[Entry]:
+    """Every rule file directly in ``directory``, in name order."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise RegistryError(f"GOVPIPE_RULES_DIR: {folder} is not a directory")
+    return [load_rule_file(p) for p in sorted(folder.iterdir()) if is_rule_file(p)]
+
+
+def combine(entries: Iterable[Entry]) -> tuple[Entry, ...]:
+    """The entries sorted by id; two with one id are an error naming both places."""
+    found: dict[str, Entry] = {}
+    for entry in entries:
+        other = found.get(entry.id)
+        if other is not None:
+            raise RegistryError(
+                f"detector id {entry.id} in both {other.where()} and {entry.where()}"
+            )
+        found[entry.id] = entry
     return tuple(found[k] for k in sorted(found))
 
 
+def _rules_dir() -> Path | None:
+    from pipeline.settings import get_settings
+
+    return get_settings().rules_dir
+
+
+@cache
+def entries() -> tuple[Entry, ...]:
+    """Every detector of this process (built-in, entry points, rules dir), sorted by id."""
+    rules_dir = _rules_dir()
+    user = rules_dir_entries(rules_dir) if rules_dir is not None else []
+    return combine([*builtin_entries(), *entry_point_entries(), *user])
+
+
+def reset() -> None:
+    """Forget what was loaded (tests that change the rules dir or entry points)."""
+    entries.cache_clear()
+    detectors_for.cache_clear()
+    _kinds.cache_clear()
+
+
 def all_detectors() -> tuple[Detector, ...]:
-    """Every detector, sorted by id; each candidate module is imported once."""
-    return tuple(d for _, d in _discover())
+    """Every detector, sorted by id; each source is loaded once per process."""
+    return tuple(e.detector for e in entries())
 
 
 def detector_modules() -> dict[str, str]:
-    """Detector id -> module name (the registry test checks each has a test file)."""
-    return {d.spec.id: name for name, d in _discover()}
+    """Built-in detector id -> module name (the registry test checks each has a test file)."""
+    return {e.id: e.module for e in entries() if e.origin == "built-in"}
+
+
+def entry_of(detector_id: str) -> Entry | None:
+    """Where the detector with this id came from (None = no such detector)."""
+    return next((e for e in entries() if e.id == detector_id), None)
 
 
 @cache
@@ -110,3 +429,10 @@ def subject_kinds_for(
         if value is not None:
             out.append((kind, value))
     return out
+
+
+def describe(entry: Entry) -> str:
+    """Where a detector comes from, for listings: ``built-in``, ``rules dir: path``, …"""
+    if entry.origin == "built-in":
+        return "built-in"
+    return f"{entry.origin}: {entry.source}"

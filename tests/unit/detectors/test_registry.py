@@ -59,20 +59,18 @@ def test_spec_is_complete(det: Detector) -> None:
         assert spec.window_ms == spec.thresholds["window_s"] * 1000
 
 
-def test_duplicate_ids_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = registry.all_detectors()[0]
-    monkeypatch.setattr(registry, "_discover", registry._discover.__wrapped__)
-
-    def two_modules(path: object) -> list[pkgutil.ModuleInfo]:
-        return [pkgutil.ModuleInfo(None, "a", False), pkgutil.ModuleInfo(None, "b", False)]  # type: ignore[arg-type]
-
-    class Fake:
-        DETECTOR = real
-
-    monkeypatch.setattr("pipeline.detectors.registry.pkgutil.iter_modules", two_modules)
-    monkeypatch.setattr("pipeline.detectors.registry.importlib.import_module", lambda n: Fake)
-    with pytest.raises(registry.RegistryError, match="in both a and b"):
-        registry._discover()
+def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
+    """Two rule files with one id: the error names both files (and the id's line)."""
+    text = (Path(registry.__file__).parent / "az02_denied_but_executed.py").read_text()
+    text = text.replace('id="AZ-02"', 'id="DUP-01"')
+    (tmp_path / "a.py").write_text(text)
+    (tmp_path / "b.py").write_text(text)
+    line = text.splitlines().index('    id="DUP-01",') + 1
+    with pytest.raises(registry.RegistryError) as caught:
+        registry.combine(registry.rules_dir_entries(tmp_path))
+    assert str(caught.value) == (
+        f"detector id DUP-01 in both {tmp_path}/a.py:{line} and {tmp_path}/b.py:{line}"
+    )
 
 
 def test_detectors_for_event_type() -> None:

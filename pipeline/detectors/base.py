@@ -6,9 +6,11 @@ spec's ``subject`` kind, e.g. one credential) in event-time order, a JSON-able
 partition's watermark. Adding a detector = one module in this package exporting
 ``DETECTOR`` + its tests.
 
-Window kinds available to detectors (helpers in ``windows.py``): per-event checks,
-counts/ratios in a sliding window, distinct counts, and sequences/absence ("A
-not followed by B within T", evaluated when the watermark passes the deadline).
+Window kinds have generic drivers in ``kinds.py`` (single event, event count,
+ratio, distinct value count, absence "A not followed by B within T" evaluated on
+the watermark): a rule is then a spec plus a few small pure functions. Rules that
+fit none of them write ``on_events``/``on_watermark`` with the helpers in
+``windows.py`` and ``_ordered.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any, Literal
 Event = dict[str, Any]
 State = dict[str, Any]
 Severity = Literal["low", "medium", "high", "critical"]
+#: ``marks_task_unsafe``: a finding naming a task makes the task's completion unsafe;
+#: ``discredits_approvals``: the approvals in its evidence were not meaningful reviews.
+Effect = Literal["marks_task_unsafe", "discredits_approvals"]
 SubjectKind = Literal["identity", "credential", "task", "approval", "approver", "requester"]
 
 #: Where each subject kind's value comes from on an event (first non-empty wins).
@@ -57,6 +62,12 @@ class DetectorSpec:
     frameworks: tuple[Framework, ...]
     remediation: str
     enabled: bool = True
+    #: what a finding does to the outcomes the metrics report (flow/outcomes.py)
+    effects: frozenset[Effect] = frozenset({"marks_task_unsafe"})
+    #: named quantities other parts read from this detector's policy-effective
+    #: thresholds (``kinds.provided``), e.g. ``revocation_grace_ms``; name -> function
+    #: of the thresholds, so a policy override reaches every reader
+    provides: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -74,6 +85,9 @@ class Finding:
     context: dict[str, Any] = field(default_factory=dict)
     #: None = severity of the spec
     severity: Severity | None = None
+    #: the approvals this finding is about when its subject is not the approval itself
+    #: (RS-02/03/07 are raised on an approver or requester): the one standard place
+    approval_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

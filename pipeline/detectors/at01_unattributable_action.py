@@ -10,23 +10,12 @@ route them to), one alert per platform per dedup period (each occurrence an Upda
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from pipeline.detectors.base import (
-    HOUR,
-    SECOND,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import event_context
+from pipeline.detectors.base import HOUR, SECOND, Context, DetectorSpec, Event
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import UNATTRIBUTED, Facts, single_event
 
-#: Subject of events with no identity_id.
-UNATTRIBUTED = "<unattributed>"
+__all__ = ["DETECTOR", "SPEC", "UNATTRIBUTED"]
 
 SPEC = DetectorSpec(
     id="AT-01",
@@ -62,30 +51,16 @@ def _reason(event: Event) -> str | None:
     return None  # known, or not enriched (no evidence either way)
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    for event in events:
-        reason = _reason(event)
-        if reason is None:
-            continue
-        t = int(event["event_time"])
-        facts: dict[str, Any] = {
-            "reason": reason,
-            "event_type": event["event_type"],
-            "action": event.get("action"),
-            "platform": event.get("platform"),
-        }
-        findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=event.get("identity_id") or ctx.subject or UNATTRIBUTED,
-                event_ids=[str(event["event_id"])],
-                facts=facts,
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+def judge(event: Event, ctx: Context) -> Facts | None:
+    reason = _reason(event)
+    if reason is None:
+        return None
+    return {
+        "reason": reason,
+        "event_type": event["event_type"],
+        "action": event.get("action"),
+        "platform": event.get("platform"),
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = single_event(SPEC, judge=judge)

@@ -10,18 +10,10 @@ excess scopes, so each distinct escalation is reported once per period.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    HOUR,
-    SECOND,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import capped, covered, credential_of, event_context, identity_of
+from pipeline.detectors.base import HOUR, SECOND, Context, DetectorSpec, Event
+from pipeline.detectors.common import capped, covered, credential_of, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import Facts, single_event
 
 SPEC = DetectorSpec(
     id="AT-03",
@@ -63,35 +55,21 @@ def held_scopes(event: Event) -> tuple[list[str], list[str]] | None:
     return (held, sources) if sources else None
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    for event in events:
-        delegated = [s for s in event.get("scopes") or [] if s]
-        holdings = held_scopes(event)
-        if not delegated or holdings is None:
-            continue
-        held, sources = holdings
-        excess = sorted({s for s in delegated if not covered(s, held)})
-        if not excess:
-            continue
-        t = int(event["event_time"])
-        delegate = event.get("delegate_identity_id")
-        findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "delegate_identity_id": delegate,
-                    "excess_scopes": capped(excess),
-                    "delegated_scopes": capped(delegated),
-                    "held_from": sources,
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+def judge(event: Event, ctx: Context) -> Facts | None:
+    delegated = [s for s in event.get("scopes") or [] if s]
+    holdings = held_scopes(event)
+    if not delegated or holdings is None:
+        return None
+    held, sources = holdings
+    excess = sorted({s for s in delegated if not covered(s, held)})
+    if not excess:
+        return None
+    return {
+        "delegate_identity_id": event.get("delegate_identity_id"),
+        "excess_scopes": capped(excess),
+        "delegated_scopes": capped(delegated),
+        "held_from": sources,
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = single_event(SPEC, judge=judge)

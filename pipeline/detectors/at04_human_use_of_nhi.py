@@ -12,18 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pipeline.detectors.base import (
-    HOUR,
-    SECOND,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import event_context, identity_of
+from pipeline.detectors.base import HOUR, SECOND, Context, DetectorSpec, Event
+from pipeline.detectors.common import identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import Facts, single_event
 
 #: Attribute keys naming a user agent once case and punctuation are dropped.
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
@@ -78,37 +70,24 @@ def interactive_signal(
     return None
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
+def judge(event: Event, ctx: Context) -> Facts | None:
+    identity = identity_of(event)
     kinds = {str(k) for k in ctx.thresholds["non_human_kinds"]}
+    if not identity.get("known") or identity.get("kind") not in kinds:
+        return None
     markers = [str(m) for m in ctx.thresholds["browser_markers"]]
-    for event in events:
-        identity = identity_of(event)
-        if not identity.get("known") or identity.get("kind") not in kinds:
-            continue
-        signal = interactive_signal(event.get("attributes") or {}, markers)
-        if signal is None:
-            continue
-        name, key, browser = signal
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "signal": name,
-                    "attribute": key,
-                    "browser": browser,
-                    "identity_kind": identity.get("kind"),
-                    "event_type": event["event_type"],
-                    "action": event.get("action"),
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+    signal = interactive_signal(event.get("attributes") or {}, markers)
+    if signal is None:
+        return None
+    name, key, browser = signal
+    return {
+        "signal": name,
+        "attribute": key,
+        "browser": browser,
+        "identity_kind": identity.get("kind"),
+        "event_type": event["event_type"],
+        "action": event.get("action"),
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = single_event(SPEC, judge=judge)

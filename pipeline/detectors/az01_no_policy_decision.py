@@ -8,18 +8,9 @@ calls its policy engine is one finding kept up to date, not one per action.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    HOUR,
-    SECOND,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import event_context
+from pipeline.detectors.base import HOUR, SECOND, DetectorSpec, Event
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import Facts, single_event
 
 SPEC = DetectorSpec(
     id="AZ-01",
@@ -44,29 +35,18 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    for event in events:
-        if event.get("policy_decision") is not None:
-            continue
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "action": event.get("action"),
-                    "scope": event.get("scope"),
-                    "sensitivity": event.get("sensitivity"),
-                    "outcome": event.get("outcome"),
-                    "policy_decision": None,
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+def match(event: Event) -> bool:
+    return event.get("policy_decision") is None
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+def facts(event: Event) -> Facts:
+    return {
+        "action": event.get("action"),
+        "scope": event.get("scope"),
+        "sensitivity": event.get("sensitivity"),
+        "outcome": event.get("outcome"),
+        "policy_decision": None,
+    }
+
+
+DETECTOR = single_event(SPEC, match, facts)

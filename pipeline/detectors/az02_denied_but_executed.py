@@ -7,18 +7,9 @@ so each distinct bypass is reported and a retry loop is not.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    HOUR,
-    SECOND,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import event_context
+from pipeline.detectors.base import HOUR, SECOND, DetectorSpec, Event, Severity
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import Facts, single_event
 
 SPEC = DetectorSpec(
     id="AZ-02",
@@ -43,31 +34,24 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    for event in events:
-        if event.get("policy_decision") != "deny" or event.get("outcome") != "success":
-            continue
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "action": event.get("action"),
-                    "scope": event.get("scope"),
-                    "sensitivity": event.get("sensitivity"),
-                    "policy_decision": "deny",
-                    "policy_id": event.get("policy_id"),
-                    "outcome": "success",
-                },
-                time=t,
-                context=event_context(event),
-                severity="critical" if event.get("sensitivity") == "critical" else None,
-            )
-        )
-    return findings
+def match(event: Event) -> bool:
+    return event.get("policy_decision") == "deny" and event.get("outcome") == "success"
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+def facts(event: Event) -> Facts:
+    return {
+        "action": event.get("action"),
+        "scope": event.get("scope"),
+        "sensitivity": event.get("sensitivity"),
+        "policy_decision": "deny",
+        "policy_id": event.get("policy_id"),
+        "outcome": "success",
+    }
+
+
+def severity(event: Event) -> Severity | None:
+    """A bypass of a critical action is critical."""
+    return "critical" if event.get("sensitivity") == "critical" else None
+
+
+DETECTOR = single_event(SPEC, match, facts, severity=severity)

@@ -9,22 +9,13 @@ agent that logs its key on every call yields one finding per period.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    HOUR,
-    SECOND,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import capped, event_context
+from pipeline.detectors.base import HOUR, SECOND, DetectorSpec, Event
+from pipeline.detectors.common import capped
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import UNATTRIBUTED, Facts, single_event
 from pipeline.records import EVENT_TYPES
 
-#: Subject of events with no identity_id (as AT-01).
-UNATTRIBUTED = "<unattributed>"
+__all__ = ["DETECTOR", "SPEC", "UNATTRIBUTED"]
 
 SPEC = DetectorSpec(
     id="SL-01",
@@ -51,31 +42,22 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    for event in events:
-        found = [s for s in event.get("_secrets") or [] if isinstance(s, dict)]
-        if not found:
-            continue
-        paths = capped({str(s.get("path")) for s in found})
-        kinds = capped({str(s.get("kind")) for s in found})
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=event.get("identity_id") or ctx.subject or UNATTRIBUTED,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "secret_paths": paths,
-                    "secret_kinds": kinds,
-                    "secrets_found": len(found),
-                    "event_type": event["event_type"],
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+def _secrets(event: Event) -> list[dict[str, object]]:
+    return [s for s in event.get("_secrets") or [] if isinstance(s, dict)]
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+def match(event: Event) -> bool:
+    return bool(_secrets(event))
+
+
+def facts(event: Event) -> Facts:
+    found = _secrets(event)
+    return {
+        "secret_paths": capped({str(s.get("path")) for s in found}),
+        "secret_kinds": capped({str(s.get("kind")) for s in found}),
+        "secrets_found": len(found),
+        "event_type": event["event_type"],
+    }
+
+
+DETECTOR = single_event(SPEC, match, facts)

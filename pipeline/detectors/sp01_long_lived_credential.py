@@ -9,27 +9,23 @@ left to other detectors (no lifetime to judge).
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    DAY,
-    HOUR,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import (
-    credential_of,
-    event_context,
-    identity_of,
-    issuance_known,
-    seconds,
-)
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.detectors.base import DAY, HOUR, Context, DetectorSpec, Event
+from pipeline.detectors.common import credential_of, identity_of, issuance_known, seconds
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import Facts, single_event
 
 ID = "SP-01"
 KINDS = ("ai_agent", "workload", "service_account")
+
+
+def max_lifetimes_ms(thresholds: Mapping[str, Any]) -> dict[str, int]:
+    """Per identity kind (``other``: humans and unknown kinds), the longest lifetime
+    not judged long-lived (ms): what the ephemeral metric counts as short-lived."""
+    return {kind: int(thresholds[f"max_lifetime_{kind}_s"]) * 1000 for kind in (*KINDS, "other")}
+
 
 SPEC = DetectorSpec(
     id=ID,
@@ -59,44 +55,29 @@ SPEC = DetectorSpec(
     remediation=(
         "Replace the credential with a short-lived (JIT) one scoped to the task, then revoke it."
     ),
+    provides={"credential_max_lifetime_ms": max_lifetimes_ms},
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    th = ctx.thresholds
-    for event in events:
-        cred = credential_of(event)
-        if not issuance_known(cred):
-            continue
-        lifetime = cred.get("lifetime_ms")
-        no_expiry = cred.get("expires_at") is None
-        if lifetime is None and not no_expiry:
-            continue  # expiry known, issuance unknown: nothing to measure
-        kind = identity_of(event).get("kind")
-        key = f"max_lifetime_{kind}_s" if kind in KINDS else "max_lifetime_other_s"
-        max_ms = int(th[key] * 1000)
-        if lifetime is not None and int(lifetime) <= max_ms:
-            continue
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ID,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "lifetime_s": None if lifetime is None else seconds(int(lifetime)),
-                    "max_lifetime_s": th[key],
-                    "no_expiry": lifetime is None,
-                    "identity_kind": kind,
-                    "issued_via": cred.get("issued_via"),
-                    "credential_kind": cred.get("kind"),
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+def judge(event: Event, ctx: Context) -> Facts | None:
+    cred = credential_of(event)
+    if not issuance_known(cred):
+        return None
+    lifetime = cred.get("lifetime_ms")
+    if lifetime is None and cred.get("expires_at") is not None:
+        return None  # expiry known, issuance unknown: nothing to measure
+    kind = identity_of(event).get("kind")
+    key = f"max_lifetime_{kind}_s" if kind in KINDS else "max_lifetime_other_s"
+    if lifetime is not None and int(lifetime) <= int(ctx.thresholds[key] * 1000):
+        return None
+    return {
+        "lifetime_s": None if lifetime is None else seconds(int(lifetime)),
+        "max_lifetime_s": ctx.thresholds[key],
+        "no_expiry": lifetime is None,
+        "identity_kind": kind,
+        "issued_via": cred.get("issued_via"),
+        "credential_kind": cred.get("kind"),
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = single_event(SPEC, judge=judge)

@@ -54,6 +54,7 @@ SPEC = DetectorSpec(
         "Revoke the task's credentials now and make the agent runtime revoke them "
         "when the task completes."
     ),
+    provides={"revocation_grace_ms": lambda thresholds: int(thresholds["grace_s"]) * 1000},
 )
 
 

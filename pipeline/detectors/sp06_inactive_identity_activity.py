@@ -9,17 +9,10 @@ is its state at processing time (see the open point on status timestamps).
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    HOUR,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import event_context, identity_of
+from pipeline.detectors.base import HOUR, Context, DetectorSpec, Event
+from pipeline.detectors.common import identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import Facts, single_event
 
 ID = "SP-06"
 
@@ -56,31 +49,18 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
+def judge(event: Event, ctx: Context) -> Facts | None:
+    identity = identity_of(event)
+    status = str(identity.get("status") or "").lower()
     statuses = {str(s).lower() for s in ctx.thresholds["statuses"]}
-    for event in events:
-        identity = identity_of(event)
-        status = str(identity.get("status") or "").lower()
-        if not identity.get("known") or status not in statuses:
-            continue
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ID,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "status": status,
-                    "event_type": event["event_type"],
-                    "action": event.get("action"),
-                    "outcome": event.get("outcome"),
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+    if not identity.get("known") or status not in statuses:
+        return None
+    return {
+        "status": status,
+        "event_type": event["event_type"],
+        "action": event.get("action"),
+        "outcome": event.get("outcome"),
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = single_event(SPEC, judge=judge)

@@ -7,17 +7,10 @@ humans are out of scope (they are their own owners).
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    DAY,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
-from pipeline.detectors.common import event_context, identity_of
+from pipeline.detectors.base import DAY, Context, DetectorSpec, Event
+from pipeline.detectors.common import identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import Facts, single_event
 
 ID = "SP-08"
 
@@ -55,38 +48,24 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
-    bad = {str(s).lower() for s in ctx.thresholds["owner_statuses"]}
-    for event in events:
-        identity = identity_of(event)
-        if not identity.get("known") or identity.get("kind") == "human":
-            continue
-        owner = identity.get("owner")
-        owner_status = str(identity.get("owner_status") or "").lower() or None
-        if not owner:
-            reason = "no_owner"
-        elif owner_status in bad:
-            reason = f"owner_{owner_status}"
-        else:
-            continue
-        t = int(event["event_time"])
-        findings.append(
-            Finding(
-                detector=ID,
-                subject=ctx.subject,
-                event_ids=[str(event["event_id"])],
-                facts={
-                    "reason": reason,
-                    "owner": owner or None,
-                    "owner_status": owner_status,
-                    "identity_kind": identity.get("kind"),
-                },
-                time=t,
-                context=event_context(event),
-            )
-        )
-    return findings
+def judge(event: Event, ctx: Context) -> Facts | None:
+    identity = identity_of(event)
+    if not identity.get("known") or identity.get("kind") == "human":
+        return None
+    owner = identity.get("owner")
+    owner_status = str(identity.get("owner_status") or "").lower() or None
+    if not owner:
+        reason = "no_owner"
+    elif owner_status in {str(s).lower() for s in ctx.thresholds["owner_statuses"]}:
+        reason = f"owner_{owner_status}"
+    else:
+        return None
+    return {
+        "reason": reason,
+        "owner": owner or None,
+        "owner_status": owner_status,
+        "identity_kind": identity.get("kind"),
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = single_event(SPEC, judge=judge)

@@ -18,6 +18,7 @@ from faust.types import TP
 
 from pipeline import __version__, faust_codecs, faust_fixes
 from pipeline.detectors.engine import DetectionEngine
+from pipeline.detectors.kinds import provided
 from pipeline.detectors.policy import load_policy
 from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
 from pipeline.flow.schemas import SchemaResolver
@@ -190,7 +191,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         input_partitions=settings.events_partitions,
         idle_s=settings.idle_partition_s,
     )
-    grace_ms = int(engine.specs["SP-02"].thresholds.get("grace_s", 300)) * 1000
+    grace_ms = int(provided(engine.specs, "revocation_grace_ms"))
     stage2 = Stage2(
         engine,
         settings.subjects_partitions,

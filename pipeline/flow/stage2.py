@@ -35,11 +35,12 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline.detectors.engine import DetectionEngine
+from pipeline.detectors.kinds import provided
 from pipeline.flow import outcomes
 from pipeline.flow.route import Item, partition_for, subject_key
 from pipeline.flow.watermarks import Frontier, InputMarks
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
-from pipeline.metrics.deltas import DEFAULT_MAX_TTL_MS, Outcome, outcome_deltas
+from pipeline.metrics.deltas import Outcome, outcome_deltas
 
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
@@ -114,15 +115,8 @@ class _Cursor:
 
 
 def max_ttl_from(engine: DetectionEngine) -> dict[str, int]:
-    """Per identity kind, SP-01's effective max credential lifetime (ms)."""
-    spec = engine.specs.get("SP-01")
-    if spec is None:
-        return dict(DEFAULT_MAX_TTL_MS)
-    out: dict[str, int] = {}
-    for name, value in spec.thresholds.items():
-        if name.startswith("max_lifetime_") and name.endswith("_s"):
-            out[name[len("max_lifetime_") : -len("_s")]] = int(value) * 1000
-    return out or dict(DEFAULT_MAX_TTL_MS)
+    """Per identity kind, the effective max credential lifetime (ms) a detector provides."""
+    return dict(provided(engine.specs, "credential_max_lifetime_ms"))
 
 
 def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) -> list[Write]:

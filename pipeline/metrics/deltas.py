@@ -57,14 +57,6 @@ HISTOGRAMS: Final = (REVIEW_SECONDS, ACTION_LATENCY_MS)
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
-#: Max credential lifetime still counted ephemeral, per identity kind (docs/contracts/metrics.md:
-#: SP-01 defaults); ``other`` is for humans and unknown kinds, as SP-01's own fallback.
-DEFAULT_MAX_TTL_MS: Final[Mapping[str, int]] = {
-    "ai_agent": HOUR_MS,
-    "workload": DAY_MS,
-    "service_account": 90 * DAY_MS,
-    "other": DAY_MS,
-}
 
 
 class Delta(TypedDict):
@@ -213,7 +205,7 @@ def action_deltas(
     events: Iterable[Mapping[str, Any]],
     window_sizes: Sequence[int],
     *,
-    max_ttl_ms: Mapping[str, int] = DEFAULT_MAX_TTL_MS,
+    max_ttl_ms: Mapping[str, int],
 ) -> list[Delta]:
     """Fold the ``action`` events of a batch (others are skipped) into deltas.
 
@@ -221,7 +213,8 @@ def action_deltas(
     allow; ``actions_attributable`` when the registry knows the identity;
     ``actions_with_credential`` when it names a ``credential_id``, and of those
     ``actions_ephemeral`` when the known credential was issued via ``jit`` or its
-    lifetime is within the identity kind's max TTL (``max_ttl_ms``); its
+    lifetime is within the identity kind's max TTL (``max_ttl_ms``: the detectors'
+    ``credential_max_lifetime_ms``, policy-effective, ``other`` for other kinds); its
     ``latency_ms`` in the ``action_latency_ms`` histogram.
 
     Fast path (~1 µs an event): each event is counted into a cell keyed by everything

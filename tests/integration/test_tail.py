@@ -10,10 +10,10 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.metrics import MetricCodec, MetricWindows, action_deltas, record_key
+from pipeline.metrics import MetricCodec, MetricWindows, record_key
 from pipeline.settings import Settings, settings_env
 from pipeline.tailview import clock as tailview_clock
-from tests.unit.metrics.factory import BASE, HOUR, MIN, random_actions
+from tests.unit.metrics.factory import BASE, HOUR, MIN, action_deltas, random_actions
 
 pytestmark = pytest.mark.integration
 

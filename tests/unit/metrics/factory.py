@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from pipeline.detectors.kinds import provided
+from pipeline.metrics import deltas
 
 BASE = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000  # an hour boundary
 MIN = 60_000
 HOUR = 3_600_000
+#: The built-in detectors' max credential lifetimes (SP-01's defaults), per identity kind.
+MAX_TTL_MS: Mapping[str, int] = provided({}, "credential_max_lifetime_ms")
+
+
+def action_deltas(
+    events: Iterable[Mapping[str, Any]],
+    window_sizes: Sequence[int],
+    *,
+    max_ttl_ms: Mapping[str, int] = MAX_TTL_MS,
+) -> list[deltas.Delta]:
+    """``deltas.action_deltas`` with the built-in lifetimes unless a test names its own."""
+    return deltas.action_deltas(events, window_sizes, max_ttl_ms=max_ttl_ms)
+
 
 IDENTITIES: dict[str, dict[str, Any]] = {
     "agent-a": {"known": True, "kind": "ai_agent", "team": "sales"},

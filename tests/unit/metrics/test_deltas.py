@@ -13,7 +13,6 @@ from pipeline.metrics.deltas import (
     Correction,
     TaskCompleted,
     TaskCredentialCompleted,
-    action_deltas,
     alert_deltas,
     approval_deltas,
     combine,
@@ -26,7 +25,7 @@ from pipeline.metrics.deltas import (
 from pipeline.metrics.histogram import bucket_of
 from pipeline.metrics.windows import MetricWindows
 from tests.support.expected_metrics import differences, expected_metrics
-from tests.unit.metrics.factory import BASE, HOUR, MIN, action, random_actions
+from tests.unit.metrics.factory import BASE, HOUR, MIN, action, action_deltas, random_actions
 
 
 def by_key(deltas):

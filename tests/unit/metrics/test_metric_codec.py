@@ -11,11 +11,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from pipeline.errors import RejectedInput
 from pipeline.metrics.codec import LOCAL_METRIC_SCHEMA_ID, MetricCodec, metric_schema
-from pipeline.metrics.deltas import AlertRaised, ApprovalDecided, action_deltas, outcome_deltas
+from pipeline.metrics.deltas import AlertRaised, ApprovalDecided, outcome_deltas
 from pipeline.metrics.record import MetricRecord
 from pipeline.metrics.windows import MetricWindows
 from pipeline.settings import load_settings
-from tests.unit.metrics.factory import BASE, HOUR, MIN, random_actions
+from tests.unit.metrics.factory import BASE, HOUR, MIN, action_deltas, random_actions
 
 WINDOW = {"window_start": 1, "window_size_ms": 1, "dimension": "global", "dimension_value": "all"}
 

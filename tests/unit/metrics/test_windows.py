@@ -9,13 +9,12 @@ from pipeline.metrics.deltas import (
     AlertRaised,
     ApprovalDecided,
     TaskCompleted,
-    action_deltas,
     outcome_deltas,
 )
 from pipeline.metrics.histogram import RELATIVE_ERROR
 from pipeline.metrics.record import MetricRecord
 from pipeline.metrics.windows import MetricWindows, record_key
-from tests.unit.metrics.factory import BASE, HOUR, MIN, action, random_actions
+from tests.unit.metrics.factory import BASE, HOUR, MIN, action, action_deltas, random_actions
 
 LATE = 2 * MIN
 

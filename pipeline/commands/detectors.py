@@ -1,4 +1,9 @@
-"""`govpipe detectors list [--markdown]`: what each detector looks for, and its defaults."""
+"""`govpipe detectors list [--markdown]`: what each detector looks for, and its defaults.
+
+Detectors that are not built in (``govpipe.detectors`` entry points, rule files in
+``GOVPIPE_RULES_DIR``) are listed with them, each with a ``source:`` line saying where
+it was loaded from.
+"""
 
 from __future__ import annotations
 
@@ -65,7 +70,8 @@ def render_markdown(specs: list[DetectorSpec]) -> str:
     return "\n".join(lines)
 
 
-def render_text(specs: list[DetectorSpec]) -> str:
+def render_text(specs: list[DetectorSpec], sources: dict[str, str] | None = None) -> str:
+    """The listing; ``sources``: detector id -> where a non-built-in one came from."""
     table = [HEADER[:5], *(r[:5] for r in rows(specs))]
     widths = [max(len(r[i]) for r in table) for i in range(5)]
     lines = []
@@ -74,13 +80,17 @@ def render_text(specs: list[DetectorSpec]) -> str:
         if spec is not None:
             detail = rows([spec])[0]
             lines.append(f"    thresholds: {detail[5]}")
-            lines.append(f"    frameworks: {detail[6]}")
+            lines.append(f"    frameworks: {detail[6] or '-'}")
+            if sources and spec.id in sources:
+                lines.append(f"    source: {sources[spec.id]}")
     return "\n".join(lines)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from pipeline.detectors.registry import all_detectors
+    from pipeline.detectors.registry import describe, entries
 
-    specs = [d.spec for d in all_detectors()]
-    print(render_markdown(specs) if args.markdown else render_text(specs))
+    loaded = entries()
+    specs = [e.detector.spec for e in loaded]
+    sources = {e.id: describe(e) for e in loaded if e.origin != "built-in"}
+    print(render_markdown(specs) if args.markdown else render_text(specs, sources))
     return 0

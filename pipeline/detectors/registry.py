@@ -211,7 +211,7 @@ def _checked(entry: Entry) -> Entry:
     det = entry.detector
     if not isinstance(det, Detector):
         where = entry.where("DETECTOR")
-        raise RegistryError(f"{where}: DETECTOR is a {type(det).__name__}, not a Detector")
+        raise RegistryError(f"{where}: DETECTOR must be a Detector (got {type(det).__name__})")
     problems = spec_problems(det.spec)
     if problems:
         field, message = problems[0]
@@ -432,7 +432,9 @@ def subject_kinds_for(
 
 
 def describe(entry: Entry) -> str:
-    """Where a detector comes from, for listings: ``built-in``, ``rules dir: path``, …"""
+    """Where a detector comes from, for listings: ``built-in``, a user rule's file, …"""
     if entry.origin == "built-in":
         return "built-in"
-    return f"{entry.origin}: {entry.source}"
+    if entry.origin == "rules dir":
+        return f"user rule (GOVPIPE_RULES_DIR) {entry.source}"
+    return f"entry point {entry.source}"

@@ -23,7 +23,7 @@ from pipeline.detectors.policy import load_policy
 from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1, encode_bounded
-from pipeline.flow.stage2 import PROGRESS, UNIT_MAX_ITEMS, Record, Stage2
+from pipeline.flow.stage2 import PROGRESS, UNIT_MAX_ITEMS, Record, Stage2, quarantine_letter
 from pipeline.flow.tablelog import TableLog
 from pipeline.flow.validate import Validator
 from pipeline.metrics import MetricCodec, record_key
@@ -338,7 +338,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         # State before outputs (flow/stage2.py): an alert's activity is decided by
         # the state, and a restart re-sends the unit's outputs from it.
         await state_log.write(partition, out.writes)
-        if not (out.alerts or out.items or out.metrics):
+        if not (out.alerts or out.items or out.metrics or out.quarantined):
             return
         messages: list[Outgoing] = [
             (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
@@ -348,6 +348,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             (metrics_topic, {"key": record_key(m), "value": metric_codec.encode(m)})
             for m in out.metrics
         ]
+        for copy in out.quarantined:
+            dl = quarantine_letter(copy, settings.topic_subjects, partition)
+            messages.append((dlq_topic, {"key": dl.key, "value": dl.value, "headers": dl.headers}))
         by_partition: dict[int, list[Any]] = {}
         for item in out.items:
             target = (

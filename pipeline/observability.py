@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +46,14 @@ class _Writer:
         return "\n".join(self.lines) + "\n"
 
 
+def _dlq_by_code(stage1: Stage1Stats, stage2: Stage2Stats) -> Counter[str]:
+    """Dead letters of both stages: stage 2 sends only ``detector_error``."""
+    out = Counter(stage1.dlq_by_code)
+    if stage2.dead_letters:
+        out["detector_error"] += stage2.dead_letters
+    return out
+
+
 def render(
     stage1: Stage1Stats, stage2: Stage2Stats, cache: Any | None, now: float | None = None
 ) -> str:
@@ -73,7 +82,7 @@ def render(
         "govpipe_dlq_records_total",
         "counter",
         "Dead-lettered records or events by error code.",
-        [({"code": code}, n) for code, n in sorted(stage1.dlq_by_code.items())],
+        [({"code": code}, n) for code, n in sorted(_dlq_by_code(stage1, stage2).items())],
     )
     w.metric(
         "govpipe_secrets_redacted_total",
@@ -95,6 +104,12 @@ def render(
             ({"activity": "create"}, stage2.alerts_created),
             ({"activity": "update"}, stage2.alerts_updated),
         ],
+    )
+    w.metric(
+        "govpipe_detector_errors_total",
+        "counter",
+        "Detector calls that raised, by detector (the event copy is dead-lettered).",
+        [({"detector": d}, n) for d, n in sorted(stage2.detector_errors.items())],
     )
     w.metric(
         "govpipe_duplicate_events_total",

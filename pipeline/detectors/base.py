@@ -25,6 +25,8 @@ Severity = Literal["low", "medium", "high", "critical"]
 #: ``marks_task_unsafe``: a finding naming a task makes the task's completion unsafe;
 #: ``discredits_approvals``: the approvals in its evidence were not meaningful reviews.
 Effect = Literal["marks_task_unsafe", "discredits_approvals"]
+#: The effects of a finding about the quality of an approval (the RS detectors).
+REVIEW_EFFECTS: frozenset[Effect] = frozenset({"marks_task_unsafe", "discredits_approvals"})
 SubjectKind = Literal["identity", "credential", "task", "approval", "approver", "requester"]
 
 #: Where each subject kind's value comes from on an event (first non-empty wins).

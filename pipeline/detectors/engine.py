@@ -9,13 +9,25 @@ replay or a crash-restart reproduces alerts (and their ids) exactly.
 State layout for one subject: ``state[detector_id]`` is that detector's own state
 (``_deadline`` inside asks for a timer); ``state["_alerts"]`` is the alert dedup
 bookkeeping of ``alerts.record_alert``.
+
+Quarantine: with an ``errors`` list, a detector that raises does not stop the
+others. Its own state is put back as it was before the call (from a JSON
+snapshot: detector state is JSON by contract), a call over several events is
+retried event by event so only the bad ones are left out, and each bad
+(detector, event) is reported as a ``DetectorError`` for stage 2 to count, log
+and dead-letter. A timer that raises is dropped (its state is put back without
+the deadline, or it would fire again at once). Without the list, exceptions
+propagate: detector tests and ``govpipe rules test`` want the traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from pipeline.detectors.alerts import alert_id, first_seen, last_seen, record_alert, to_alert
 from pipeline.detectors.base import Context, Detector, DetectorSpec, Event, Finding, State
@@ -42,6 +54,16 @@ def _merged(findings: list[Finding]) -> Finding:
     latest = max(findings, key=lambda f: f.time)
     ids = list(dict.fromkeys(str(e) for f in findings for e in f.event_ids))
     return dataclasses.replace(latest, event_ids=ids)
+
+
+@dataclass(slots=True)
+class DetectorError:
+    """One detector raised on one event copy (``event``), or in a timer (``event`` None)."""
+
+    detector: str
+    #: the exception's type name only: its message may quote event values
+    error: str
+    event: Event | None = None
 
 
 class DetectionEngine:
@@ -94,6 +116,7 @@ class DetectionEngine:
         events: list[Event],
         watermark: int,
         late: list[Event] | None = None,
+        errors: list[DetectorError] | None = None,
     ) -> list[Finding]:
         """Feed ``events`` (any order) then fire due timers.
 
@@ -102,7 +125,8 @@ class DetectionEngine:
         event-time order (ties by event id), held in ``state["_held"]`` until then:
         what they find then depends on the events, not on the order Kafka delivered
         them in (docs/event-time.md). ``late`` events arrived after the watermark
-        had passed them: they feed only single-event detectors.
+        had passed them: they feed only single-event detectors. With ``errors``, a
+        detector that raises is quarantined (module doc) and the failures appended.
         """
         detectors = self._by_kind.get(kind, [])
         live = self._live.get(kind, frozenset())
@@ -143,10 +167,14 @@ class DetectionEngine:
             if not batch:
                 continue
             own = state.setdefault(det.spec.id, {})
-            found = det.on_events(self._context(det, subject, watermark), own, batch)
+            ctx = self._context(det, subject, watermark)
+            if errors is None:
+                found = det.on_events(ctx, own, batch)
+            else:
+                found = self._guarded(det, ctx, state, batch, errors)
             if found:
                 findings += self._apply_policy(det.spec, found)
-            if not own:
+            if not state[det.spec.id]:
                 del state[det.spec.id]
         for det in detectors:
             own = state.get(det.spec.id)
@@ -154,12 +182,53 @@ class DetectionEngine:
             if own is None or deadline is None or deadline > watermark:
                 continue
             del own["_deadline"]
-            found = det.on_watermark(self._context(det, subject, watermark), own)
+            ctx = self._context(det, subject, watermark)
+            if errors is None:
+                found = det.on_watermark(ctx, own)
+            else:
+                before = orjson.dumps(own)
+                try:
+                    found = det.on_watermark(ctx, own)
+                except Exception as exc:
+                    # Put back without the deadline: the timer is dropped, not retried.
+                    state[det.spec.id] = orjson.loads(before)
+                    errors.append(DetectorError(det.spec.id, type(exc).__name__))
+                    found = []
             if found:
                 findings += self._apply_policy(det.spec, found)
-            if not own:
+            if not state[det.spec.id]:
                 del state[det.spec.id]
         return findings
+
+    @staticmethod
+    def _guarded(
+        det: Detector,
+        ctx: Context,
+        state: State,
+        batch: list[Event],
+        errors: list[DetectorError],
+    ) -> list[Finding]:
+        """``det.on_events`` over ``batch``; if it raises, its state is put back and
+        the events are retried one by one, each bad one reported and left out."""
+        own = state[det.spec.id]
+        before = orjson.dumps(own)
+        try:
+            return det.on_events(ctx, own, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                state[det.spec.id] = orjson.loads(before)
+                errors.append(DetectorError(det.spec.id, type(exc).__name__, batch[0]))
+                return []
+        own = state[det.spec.id] = orjson.loads(before)
+        found: list[Finding] = []
+        for event in batch:
+            before = orjson.dumps(own)
+            try:
+                found += det.on_events(ctx, own, [event])
+            except Exception as exc:
+                own = state[det.spec.id] = orjson.loads(before)
+                errors.append(DetectorError(det.spec.id, type(exc).__name__, event))
+        return found
 
     @staticmethod
     def next_deadline(state: State) -> int | None:

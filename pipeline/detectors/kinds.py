@@ -183,12 +183,19 @@ def subject_context(ctx: Context, last: Record) -> dict[str, Any]:
 
 
 def _window_finding(
-    ctx: Context, window: Window, facts: WindowFacts, context: WindowContext | None
+    ctx: Context,
+    window: Window,
+    facts: WindowFacts,
+    context: WindowContext | None,
+    evidence: list[Record] | None = None,
 ) -> Finding:
+    """The finding of a window: evidence ``evidence`` (default: the window's records),
+    ``approval_ids`` every approval among the window's records."""
+    approvals = (str(r["approval_id"]) for r in window.records if r.get("approval_id"))
     return Finding(
         detector=ctx.spec.id,
         subject=ctx.subject,
-        event_ids=[str(r["event_id"]) for r in window.records],
+        event_ids=[str(r["event_id"]) for r in (window.records if evidence is None else evidence)],
         facts=facts(window, ctx),
         window_start=window.start,
         window_end=window.end,
@@ -196,7 +203,7 @@ def _window_finding(
         context=(
             context(window, ctx) if context is not None else subject_context(ctx, window.last)
         ),
-        approval_ids=[str(r["approval_id"]) for r in window.records if r.get("approval_id")],
+        approval_ids=list(dict.fromkeys(approvals)),
     )
 
 
@@ -372,8 +379,9 @@ def count_then(
 ) -> Detector:
     """At least ``thresholds[threshold]`` ``counted`` events, then a ``trigger`` event,
     all within the timespan (e.g. denials, then an approval). The counted events are
-    spent by the finding. ``Window.records`` holds the latest counted events then the
-    trigger; ``count`` is how many were counted; the window ends at the trigger."""
+    spent by the finding. ``Window.records`` holds the counted events (the latest
+    ``max_counted``) then the trigger, the evidence the latest ``MAX_EVIDENCE`` of them
+    and the trigger; ``count`` is how many were counted; the window ends at the trigger."""
 
     def consume(ctx: Context, state: State, record: Record) -> list[Finding]:
         t = int(record["event_time"])
@@ -384,10 +392,10 @@ def count_then(
             seen.append(dict(record))
             del seen[: max(len(seen) - max_counted, 0)]
         elif trigger(record) and len(seen) >= int(ctx.thresholds[threshold]):
-            evidence = [*seen[-MAX_EVIDENCE:], dict(record)]
             start = int(seen[0]["event_time"])
-            window = Window(start, t, len(seen), len(seen), evidence, record)
-            found.append(_window_finding(ctx, window, facts, context))
+            window = Window(start, t, len(seen), len(seen), [*seen, dict(record)], record)
+            evidence = [*seen[-MAX_EVIDENCE:], dict(record)]
+            found.append(_window_finding(ctx, window, facts, context, evidence))
             seen = []
         state["counted"] = seen
         return found

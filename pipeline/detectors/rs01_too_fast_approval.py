@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pipeline.detectors import _approvals as approvals
 from pipeline.detectors.base import (
+    REVIEW_EFFECTS,
     SECOND,
     Context,
     Detector,
@@ -44,6 +45,7 @@ SPEC = DetectorSpec(
         "Review the approved action with the approver and enforce a minimum review time "
         "(or a second approver) for requests of this risk."
     ),
+    effects=REVIEW_EFFECTS,
 )
 
 

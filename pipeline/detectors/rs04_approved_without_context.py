@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pipeline.detectors import _approvals as approvals
 from pipeline.detectors.base import (
+    REVIEW_EFFECTS,
     Context,
     Detector,
     DetectorSpec,
@@ -38,6 +39,7 @@ SPEC = DetectorSpec(
         "Require the approval tool to show the request (and log approval.viewed) before it "
         "accepts a decision, and re-review this approval."
     ),
+    effects=REVIEW_EFFECTS,
 )
 
 

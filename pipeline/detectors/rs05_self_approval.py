@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pipeline.detectors import _approvals as approvals
 from pipeline.detectors.base import (
+    REVIEW_EFFECTS,
     Context,
     Detector,
     DetectorSpec,
@@ -41,6 +42,7 @@ SPEC = DetectorSpec(
         "Route approvals to someone other than the requester or the agent's owner, and have "
         "an independent approver re-review this one."
     ),
+    effects=REVIEW_EFFECTS,
 )
 
 #: (fact name, where the requester's side comes from) in order of precedence.

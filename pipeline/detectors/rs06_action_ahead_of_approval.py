@@ -21,6 +21,7 @@ from typing import Any
 from pipeline.detectors import _approvals as approvals
 from pipeline.detectors.base import (
     MINUTE,
+    REVIEW_EFFECTS,
     SECOND,
     Context,
     Detector,
@@ -58,6 +59,7 @@ SPEC = DetectorSpec(
         "Make the agent runtime block actions until the cited approval is decided as approved, "
         "and review what this action changed."
     ),
+    effects=REVIEW_EFFECTS,
 )
 
 

@@ -34,13 +34,16 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipeline.detectors.engine import DetectionEngine
+from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
+from pipeline.dlq import DeadLetter, dead_letter
 from pipeline.flow import outcomes
 from pipeline.flow.route import Item, partition_for, subject_key
+from pipeline.flow.validate import Rejection
 from pipeline.flow.watermarks import Frontier, InputMarks
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
 from pipeline.metrics.deltas import Outcome, outcome_deltas
+from pipeline.records import EVENT_FIELDS
 
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
@@ -73,6 +76,8 @@ UNIT_MAX_ITEMS = 20_000
 #: Per subject, how many recent event ids are remembered for dedup (up to 25%
 #: more between trims). Duplicates come from stage-1 replays of the last seconds.
 SEEN_MAX = 2048
+#: ``error.code`` of an event copy a detector raised on (docs/contracts/dlq.md).
+DETECTOR_ERROR = "detector_error"
 
 
 class StateStore(Protocol):
@@ -89,6 +94,8 @@ class Stage2Output:
     #: items for the internal topic (metric deltas, finding notices), by routing
     items: list[Item] = field(default_factory=list)
     metrics: list[MetricRecord] = field(default_factory=list)
+    #: event copies a detector raised on, for the dead-letter topic (``Quarantined``)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
     #: primary copies of new events, and late ones (for metrics)
     new_events: list[Event] = field(default_factory=list)
     late_events: int = 0
@@ -117,6 +124,37 @@ class _Cursor:
 def max_ttl_from(engine: DetectionEngine) -> dict[str, int]:
     """Per identity kind, the effective max credential lifetime (ms) a detector provides."""
     return dict(provided(engine.specs, "credential_max_lifetime_ms"))
+
+
+def quarantined(error: DetectorError, offset: int) -> dict[str, Any]:
+    """What the dead letter of an event copy a detector raised on is built from,
+    JSON-able (kept in the partition entry until sent): the detector, the
+    exception's type, the internal record's offset, and the event's contract
+    fields (stage 1 already redacted them; enrichment is left out, so the copy
+    can be replayed to the input topic)."""
+    event = error.event or {}
+    return {
+        "detector": error.detector,
+        "error": error.error,
+        "offset": offset,
+        "event": {k: event[k] for k in EVENT_FIELDS if event.get(k) is not None},
+        "redacted": bool(event.get("_secrets")),
+    }
+
+
+def quarantine_letter(item: dict[str, Any], topic: str, partition: int) -> DeadLetter:
+    """The dead letter of a quarantined event copy (``stage1``'s builder, code
+    ``detector_error``), its source the internal record it came in."""
+    rejection = Rejection(
+        DETECTOR_ERROR,
+        f"detector {item['detector']} raised {item['error']}",
+        orjson.dumps(item["event"]),
+    )
+    letter = dead_letter(rejection, topic, partition, int(item["offset"]), None)
+    letter.headers.append(("error.detector", str(item["detector"]).encode()))
+    if item.get("redacted") and ("redacted", b"true") not in letter.headers:
+        letter.headers.append(("redacted", b"true"))
+    return letter
 
 
 def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) -> list[Write]:
@@ -170,6 +208,10 @@ class Stage2Stats:
     offset_gaps: int = 0
     #: states taken from redo chunks after a restart
     states_restored: int = 0
+    #: per detector id, the event copies and timers it raised on (quarantined)
+    detector_errors: Counter[str] = field(default_factory=Counter)
+    #: event copies sent to the dead-letter topic because a detector raised
+    dead_letters: int = 0
     #: newest event time this worker's stage 2 has seen (ms), for the lag gauge
     newest_event_ms: int | None = None
 
@@ -278,6 +320,7 @@ class Stage2:
             out.alerts += last.get("alerts", [])
             out.items += [tuple(i) for i in last.get("items", [])]  # type: ignore[misc]
             out.metrics += [MetricRecord.from_dict(m) for m in last.get("metrics", [])]
+            out.quarantined += last.get("quarantined", [])
             out.replayed = True
         done: int = pstate.get("done", -1)
         cursor = _Cursor(
@@ -295,7 +338,7 @@ class Stage2:
         out.watermark = cursor.wm
         if not fresh_records and not dirty:
             return out
-        outputs = bool(out.alerts or out.items or out.metrics)
+        outputs = bool(out.alerts or out.items or out.metrics or out.quarantined)
         entry: dict[str, Any] = {
             "wm": cursor.wm,
             "newest": cursor.newest,
@@ -307,6 +350,7 @@ class Stage2:
                 "alerts": out.alerts,
                 "items": out.items,
                 "metrics": [m.to_dict() for m in out.metrics],
+                "quarantined": out.quarantined,
                 "sent": False,
             }
             if outputs
@@ -480,7 +524,12 @@ class Stage2:
                 state["_seen"] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
             if not fresh and not late:
                 continue
-            findings = self.engine.process(kind, subject, state, fresh, wm_for_detectors, late)
+            errors: list[DetectorError] = []
+            findings = self.engine.process(
+                kind, subject, state, fresh, wm_for_detectors, late, errors
+            )
+            if errors:
+                self._quarantine(errors, kind, partition, offset, out)
             raised = self.engine.alerts(state, findings, product_version=self.version)
             alerts += raised
             found += outcomes.track(kind, state, fresh + late, raised)
@@ -490,7 +539,7 @@ class Stage2:
             if deadline is not None:
                 heapq.heappush(heap, (deadline, key))
         if watermark is not None:
-            found += self._fire_timers(store, dirty, heap, watermark, out, alerts)
+            found += self._fire_timers(store, dirty, partition, heap, watermark, out, alerts)
         found += outcomes.alert_outcomes(alerts)
         actions = [e for e in new_events if e.get("event_type") == "action"]
         deltas = combine(
@@ -535,10 +584,46 @@ class Stage2:
         self.stats.duplicates += duplicates
         self.stats.late_events += late_events
 
+    def _quarantine(
+        self,
+        errors: list[DetectorError],
+        kind: str,
+        partition: int,
+        offset: int | None,
+        out: Stage2Output,
+    ) -> None:
+        """Count and log each failure (ids only, never values); event copies go to the
+        dead-letter topic with the unit's outputs. The partition moves on."""
+        for error in errors:
+            self.stats.detector_errors[error.detector] += 1
+            if error.event is None or offset is None:
+                log.warning(
+                    "detector %s raised %s in a timer of a %s subject (partition %d); "
+                    "the timer is dropped",
+                    error.detector,
+                    error.error,
+                    kind,
+                    partition,
+                )
+                continue
+            log.warning(
+                "detector %s raised %s on event %s (%s copy, partition %d offset %d); "
+                "the copy goes to the dead-letter topic, the other detectors judged it",
+                error.detector,
+                error.error,
+                error.event.get("event_id"),
+                kind,
+                partition,
+                offset,
+            )
+            out.quarantined.append(quarantined(error, offset))
+            self.stats.dead_letters += 1
+
     def _fire_timers(
         self,
         store: StateStore,
         dirty: dict[str, dict[str, Any]],
+        partition: int,
         heap: list[tuple[int, str]],
         watermark: int,
         out: Stage2Output,
@@ -552,7 +637,10 @@ class Stage2:
             if not state or deadline is None or deadline > watermark:
                 continue  # stale entry: the subject moved its timer or was handled
             kind, _, subject = key.partition(":")
-            findings = self.engine.process(kind, subject, state, [], watermark)
+            errors: list[DetectorError] = []
+            findings = self.engine.process(kind, subject, state, [], watermark, errors=errors)
+            if errors:
+                self._quarantine(errors, kind, partition, None, out)
             self.stats.timers_fired += 1
             alerts = self.engine.alerts(state, findings, product_version=self.version)
             raised += alerts

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.detectors.registry import all_detectors
 from pipeline.flow.route import Item
 from pipeline.metrics import (
     AlertRaised,
@@ -115,7 +116,10 @@ def judge_credentials(state: dict[str, Any], watermark: int, grace_ms: int) -> l
     return out
 
 
-RS_DETECTORS = frozenset({"RS-01", "RS-02", "RS-03", "RS-04", "RS-05", "RS-06", "RS-07"})
+def discrediting() -> frozenset[str]:
+    """Ids of the detectors whose findings make an approval's review not meaningful
+    (spec ``effects``), read from the registry: a user rule can have the effect too."""
+    return frozenset(d.spec.id for d in all_detectors() if "discredits_approvals" in d.spec.effects)
 
 
 def _approval(
@@ -123,7 +127,7 @@ def _approval(
 ) -> list[Outcome]:
     m: dict[str, Any] = state.setdefault("_m", {})
     out: list[Outcome] = []
-    rs_now = any(a.get("detector") in RS_DETECTORS for a in alerts)
+    rs_now = bool(alerts) and not discrediting().isdisjoint(a.get("detector") for a in alerts)
     for event in sorted(events, key=lambda e: e["event_time"]):
         etype, t = event.get("event_type"), int(event["event_time"])
         if etype == "approval.requested":

@@ -82,6 +82,10 @@ def parse_violations(spec: str | None, rate_all: float | None = None) -> dict[st
             continue
         name, sep, value = part.partition("=")
         det = name.strip().upper()
+        if sep and det not in INJECTORS and _registered(det):
+            raise ValueError(
+                f"{det} has no simulator injector: only built-in detections can be injected"
+            )
         if not sep or det not in INJECTORS:
             raise ValueError(
                 f"bad violation {part!r}: expected ID=RATE with ID one of {', '.join(DETECTOR_IDS)}"
@@ -92,6 +96,12 @@ def parse_violations(spec: str | None, rate_all: float | None = None) -> dict[st
             raise ValueError(f"bad rate in {part!r}: not a number") from None
     check_violations(rates)
     return {k: v for k, v in rates.items() if v > 0}
+
+
+def _registered(det: str) -> bool:
+    from pipeline.detectors.registry import all_detectors
+
+    return any(d.spec.id == det for d in all_detectors())
 
 
 def check_violations(rates: Mapping[str, float]) -> None:

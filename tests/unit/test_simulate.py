@@ -406,6 +406,22 @@ def injected(det: str, seed: int = 21) -> tuple[Simulator, list[Event], list[Eve
     return sim, events, case
 
 
+def test_every_built_in_detection_has_an_injector() -> None:
+    """Which detections exist is the registry's knowledge; the simulator only adds
+    how to inject each one. A new built-in detector without an injector fails here."""
+    from pipeline.detectors.registry import detector_modules
+
+    assert set(DETECTOR_IDS) == set(detector_modules())
+
+
+def test_a_registered_detection_without_injector_is_named() -> None:
+    from pipeline.simulate import generator
+
+    with pytest.raises(ValueError, match="bad violation 'XX-99=0.1'"):
+        parse_violations("XX-99=0.1")
+    assert generator._registered("SP-01") and not generator._registered("XX-99")
+
+
 @pytest.mark.parametrize("det", DETECTOR_IDS)
 def test_each_injector_emits_one_tagged_case(det: str) -> None:
     sim, events, case = injected(det)

@@ -23,12 +23,7 @@ SPEC = DetectorSpec(
     event_types=frozenset({"approval.decided"}),
     window_ms=MINUTE,
     thresholds={"min_decisions": 10, "window_s": MINUTE // SECOND},
-    frameworks=(
-        nist_csf("PR.AA-05"),
-        nist_csf("DE.CM-03"),
-        ai_rmf("GOVERN 3.2"),
-        maestro(6),
-    ),
+    frameworks=(nist_csf("PR.AA-05"), nist_csf("DE.CM-03"), ai_rmf("GOVERN 3.2"), maestro(6)),
     remediation=(
         "Re-review the batch of approvals with the approver and rate-limit decisions per "
         "approver in the approval tool."

@@ -23,12 +23,7 @@ SPEC = DetectorSpec(
     event_types=frozenset({"approval.decided"}),
     window_ms=DAY,
     thresholds={"min_approval_rate": 0.95, "min_decisions": 50, "window_s": DAY // SECOND},
-    frameworks=(
-        nist_csf("PR.AA-05"),
-        ai_rmf("GOVERN 3.2"),
-        ai_rmf("MEASURE 2.8"),
-        maestro(6),
-    ),
+    frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), ai_rmf("MEASURE 2.8"), maestro(6)),
     remediation=(
         "Sample this approver's recent approvals for re-review and check that their queue "
         "gives them the context and time to deny."

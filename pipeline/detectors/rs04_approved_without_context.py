@@ -8,14 +8,7 @@ moment before it but delivered after it (within the allowed lateness) still coun
 from __future__ import annotations
 
 from pipeline.detectors import _approvals as approvals
-from pipeline.detectors.base import (
-    REVIEW_EFFECTS,
-    Context,
-    Detector,
-    DetectorSpec,
-    Finding,
-    State,
-)
+from pipeline.detectors.base import REVIEW_EFFECTS, Context, Detector, DetectorSpec, Finding, State
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
 
 SPEC = DetectorSpec(
@@ -29,12 +22,7 @@ SPEC = DetectorSpec(
     event_types=frozenset({"approval.requested", "approval.viewed", "approval.decided"}),
     window_ms=None,
     thresholds={},
-    frameworks=(
-        nist_csf("PR.AA-05"),
-        ai_rmf("GOVERN 3.2"),
-        ai_rmf("MAP 3.5"),
-        maestro(6),
-    ),
+    frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), ai_rmf("MAP 3.5"), maestro(6)),
     remediation=(
         "Require the approval tool to show the request (and log approval.viewed) before it "
         "accepts a decision, and re-review this approval."

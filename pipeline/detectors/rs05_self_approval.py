@@ -10,14 +10,7 @@ Compared case-insensitively: principals are mostly e-mail addresses.
 from __future__ import annotations
 
 from pipeline.detectors import _approvals as approvals
-from pipeline.detectors.base import (
-    REVIEW_EFFECTS,
-    Context,
-    Detector,
-    DetectorSpec,
-    Finding,
-    State,
-)
+from pipeline.detectors.base import REVIEW_EFFECTS, Context, Detector, DetectorSpec, Finding, State
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
 
 SPEC = DetectorSpec(
@@ -32,12 +25,7 @@ SPEC = DetectorSpec(
     event_types=frozenset({"approval.requested", "approval.decided"}),
     window_ms=None,
     thresholds={},
-    frameworks=(
-        nist_csf("PR.AA-05"),
-        ai_rmf("GOVERN 2.1"),
-        ai_rmf("GOVERN 3.2"),
-        maestro(6),
-    ),
+    frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 2.1"), ai_rmf("GOVERN 3.2"), maestro(6)),
     remediation=(
         "Route approvals to someone other than the requester or the agent's owner, and have "
         "an independent approver re-review this one."

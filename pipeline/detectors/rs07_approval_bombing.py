@@ -26,12 +26,7 @@ SPEC = DetectorSpec(
     event_types=frozenset({"approval.decided"}),
     window_ms=10 * MINUTE,
     thresholds={"min_denials": 5, "window_s": 10 * MINUTE // SECOND},
-    frameworks=(
-        nist_csf("DE.AE-02"),
-        nist_csf("PR.AA-05"),
-        ai_rmf("GOVERN 3.2"),
-        maestro(7),
-    ),
+    frameworks=(nist_csf("DE.AE-02"), nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), maestro(7)),
     remediation=(
         "Revoke or re-review the approval that followed the denials, check whether the "
         "requester's agent is compromised, and throttle repeated requests after a denial."

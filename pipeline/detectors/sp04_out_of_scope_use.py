@@ -11,15 +11,7 @@ registry is not checked against them (unconfigured, not "nothing allowed").
 
 from __future__ import annotations
 
-from pipeline.detectors.base import (
-    HOUR,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
+from pipeline.detectors.base import HOUR, Context, Detector, DetectorSpec, Event, Finding, State
 from pipeline.detectors.common import (
     capped,
     covered,

@@ -15,15 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.detectors.base import (
-    HOUR,
-    Context,
-    Detector,
-    DetectorSpec,
-    Event,
-    Finding,
-    State,
-)
+from pipeline.detectors.base import HOUR, Context, Detector, DetectorSpec, Event, Finding, State
 from pipeline.detectors.common import credential_of, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.policy import policy_of

@@ -9,10 +9,12 @@ environment during the episode updates it. After ``window_s`` a new episode may 
 
 from __future__ import annotations
 
-from pipeline.detectors.base import DAY, Context, Detector, DetectorSpec, Event, Finding, State
-from pipeline.detectors.common import capped, event_context
+from collections.abc import Mapping
+
+from pipeline.detectors.base import DAY, Context, DetectorSpec
+from pipeline.detectors.common import capped
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.windows import distinct_in_window
+from pipeline.detectors.kinds import Facts, value_count
 
 ID = "SP-07"
 
@@ -43,55 +45,20 @@ SPEC = DetectorSpec(
 )
 
 
-def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    findings = []
+def facts(seen: Mapping[str, Mapping[str, int]], ctx: Context) -> Facts:
     th = ctx.thresholds
-    window_ms = int(th["window_s"] * 1000)
-    first_ids: dict[str, str] = state.setdefault("first_event", {})
-    for event in events:
-        t = int(event["event_time"])
-        identity, env = event.get("identity_id"), event.get("environment")
-        ids = distinct_in_window(state, "ids", t, identity or "", window_ms) if identity else None
-        envs = distinct_in_window(state, "envs", t, env, window_ms) if env else None
-        ids = ids if ids is not None else state.get("ids", {})
-        envs = envs if envs is not None else state.get("envs", {})
-        for prefix, value in (("i:", identity), ("e:", env)):
-            if value:
-                first_ids.setdefault(prefix + value, str(event["event_id"]))
-        live = {f"i:{v}" for v in ids} | {f"e:{v}" for v in envs}
-        for key in [k for k in first_ids if k not in live]:
-            del first_ids[key]
-        if len(ids) < th["min_identities"] and len(envs) < th["min_environments"]:
-            continue
-        episode = state.get("episode")
-        if episode is not None and t < episode[0] + window_ms:
-            if len(ids) <= episode[1] and len(envs) <= episode[2]:
-                continue  # nothing new in this episode
-            start = int(episode[0])
-        else:
-            start = min([*ids.values(), *envs.values()])
-        state["episode"] = [start, len(ids), len(envs)]
-        findings.append(
-            Finding(
-                detector=ID,
-                subject=ctx.subject,
-                event_ids=sorted(set(first_ids.values()) | {str(event["event_id"])}),
-                facts={
-                    "window_s": th["window_s"],
-                    "identities": capped(ids),
-                    "environments": capped(envs),
-                    "distinct_identities": len(ids),
-                    "distinct_environments": len(envs),
-                    "min_identities": th["min_identities"],
-                    "min_environments": th["min_environments"],
-                },
-                window_start=start,
-                window_end=t,
-                time=t,
-                context=event_context(event, credential_id=ctx.subject),
-            )
-        )
-    return findings
+    ids, envs = seen["identity_id"], seen["environment"]
+    return {
+        "window_s": th["window_s"],
+        "identities": capped(ids),
+        "environments": capped(envs),
+        "distinct_identities": len(ids),
+        "distinct_environments": len(envs),
+        "min_identities": th["min_identities"],
+        "min_environments": th["min_environments"],
+    }
 
 
-DETECTOR = Detector(spec=SPEC, on_events=on_events)
+DETECTOR = value_count(
+    SPEC, values={"identity_id": "min_identities", "environment": "min_environments"}, facts=facts
+)

@@ -38,35 +38,38 @@ HOUR: Final = 60 * MINUTE
 DEFAULT_START: Final = 1_763_992_800_000
 DEFAULT_MINUTES: Final = 120
 
-#: Detector -> (alerts over two hours in steady state, subject field of the alert).
+#: Detector -> alerts over two hours in steady state; a detector not listed (a new
+#: one, a user's rule) gets ``DEFAULT_RATE``. What each alert is about (its subject
+#: kind) comes from the detector's spec.
 RATES: Final = {
-    "SP-01": (34, "credential"),
-    "SP-02": (26, "task"),
-    "AZ-01": (22, "identity"),
-    "RS-01": (20, "approval"),
-    "RS-04": (13, "approval"),
-    "SP-05": (9, "credential"),
-    "AT-01": (9, "identity"),
-    "SP-04": (7, "credential"),
-    "AT-02": (6, "task"),
-    "RS-06": (5, "approval"),
-    "SL-01": (4, "identity"),
-    "RS-02": (3, "approver"),
-    "AZ-02": (3, "identity"),
-    "SP-06": (3, "identity"),
-    "AT-03": (2, "identity"),
-    "RS-05": (2, "approval"),
-    "SP-07": (2, "credential"),
-    "SP-08": (2, "identity"),
-    "AT-04": (1, "identity"),
-    "RS-03": (1, "approver"),
-    "RS-07": (1, "requester"),
-    "SP-03": (1, "credential"),
+    "SP-01": 34,
+    "SP-02": 26,
+    "AZ-01": 22,
+    "RS-01": 20,
+    "RS-04": 13,
+    "SP-05": 9,
+    "AT-01": 9,
+    "SP-04": 7,
+    "AT-02": 6,
+    "RS-06": 5,
+    "SL-01": 4,
+    "RS-02": 3,
+    "AZ-02": 3,
+    "SP-06": 3,
+    "AT-03": 2,
+    "RS-05": 2,
+    "SP-07": 2,
+    "SP-08": 2,
+    "AT-04": 1,
+    "RS-03": 1,
+    "RS-07": 1,
+    "SP-03": 1,
 }
-TASK_DETECTORS: Final = frozenset({"SP-01", "SP-02", "SP-04", "SP-05", "AZ-01", "AZ-02", "AT-02"})
+DEFAULT_RATE: Final = 1
 #: The incident's extra alerts per minute at its peak.
 INCIDENT_RATES: Final = (("SP-02", 3.2), ("SP-05", 1.4), ("SP-01", 0.5), ("AZ-01", 0.3))
-APPROVAL_DETECTORS: Final = frozenset(d for d in RATES if d.startswith("RS-"))
+#: Subject kinds whose alerts are about approvals (they name an approver, no task).
+APPROVAL_KINDS: Final = frozenset({"approval", "approver", "requester"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,8 @@ def _alerts(
 
     def emit(detector: str, t: int, actor: Actor, approver: str | None, n: int) -> None:
         spec = specs[detector]
-        subject_kind = RATES[detector][1]
+        subject_kind = spec.subject
+        about_approval = subject_kind in APPROVAL_KINDS
         credential = f"cred-{actor.identity_id.split('-', 1)[-1]}-{rng.randint(1, 3)}"
         task = f"task-{rng.getrandbits(40):010x}"
         approval = f"apr-{rng.getrandbits(32):08x}"
@@ -177,8 +181,8 @@ def _alerts(
             context={
                 "identity_id": actor.identity_id,
                 "credential_id": credential if subject_kind in ("credential", "task") else None,
-                "task_id": task if subject_kind in ("task", "credential") else None,
-                "approval_id": approval if detector in APPROVAL_DETECTORS else None,
+                "task_id": None if about_approval else task,
+                "approval_id": approval if about_approval else None,
                 "approver": approver,
                 "platform": actor.platform,
                 "environment": "prod",
@@ -195,14 +199,15 @@ def _alerts(
             published.append(alert)
         distinct.append((alert, actor))
 
-    for detector, (per_two_hours, _) in RATES.items():
+    for detector in [*(d for d in RATES if d in specs), *sorted(set(specs) - set(RATES))]:
+        per_two_hours = RATES.get(detector, DEFAULT_RATE)
         n = max(1, round(per_two_hours * scale * rng.uniform(0.8, 1.2)))
         for _ in range(n):
             t = start + rng.randrange(minutes * MINUTE)
             actor = _zipf_choice(rng, ordered_actors)
             approver = (
                 _zipf_choice(rng, ordered_approvers, 1.4)
-                if detector in APPROVAL_DETECTORS
+                if specs[detector].subject in APPROVAL_KINDS
                 else None
             )
             emit(detector, t, actor, approver, 1 + (rng.random() < 0.15))
@@ -283,7 +288,7 @@ def make_sample(
     by_window: dict[tuple[int, str, str], Counter[str]] = defaultdict(Counter)
     for alert, actor in distinct:
         ws = (int(alert["time"]) // MINUTE) * MINUTE
-        if alert["detector"] in TASK_DETECTORS:
+        if alert.get("task_id"):  # an alert naming a task makes it unsafe
             unsafe[(ws, actor.team)] += 1
         for dim, value in (
             ("global", "all"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipeline.detectors.base import HOUR, SECOND, Context, DetectorSpec, Event
+from pipeline.detectors.base import DEFAULT_DEDUP_S, Context, DetectorSpec, Event
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
 from pipeline.detectors.kinds import UNATTRIBUTED, Facts, single_event
 
@@ -27,7 +27,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"action", "delegation"}),
     window_ms=None,
-    thresholds={"dedup_s": HOUR // SECOND},  # per subject, reason and platform
+    thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per subject, reason and platform
     frameworks=(
         nist_csf("PR.AA-01"),
         nist_csf("DE.CM-03"),

@@ -10,7 +10,7 @@ excess scopes, so each distinct escalation is reported once per period.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import HOUR, SECOND, Context, DetectorSpec, Event
+from pipeline.detectors.base import DEFAULT_DEDUP_S, Context, DetectorSpec, Event
 from pipeline.detectors.common import capped, covered, credential_of, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import Facts, single_event
@@ -26,7 +26,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"delegation"}),
     window_ms=None,
-    thresholds={"dedup_s": HOUR // SECOND},  # per delegator, delegate and excess scopes
+    thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per delegator, delegate and excess scopes
     frameworks=(
         owasp_nhi(5),
         nist_csf("PR.AA-05"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pipeline.detectors.base import HOUR, SECOND, Context, DetectorSpec, Event
+from pipeline.detectors.base import DEFAULT_DEDUP_S, Context, DetectorSpec, Event
 from pipeline.detectors.common import identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import Facts, single_event
@@ -35,7 +35,7 @@ SPEC = DetectorSpec(
     thresholds={
         "non_human_kinds": ["ai_agent", "service_account", "workload"],
         "browser_markers": ["Mozilla/", "Chrome/", "Safari/", "Firefox/", "Edg/"],
-        "dedup_s": HOUR // SECOND,  # per identity and signal
+        "dedup_s": DEFAULT_DEDUP_S,  # per identity and signal
     },
     frameworks=(
         owasp_nhi(10),

@@ -8,7 +8,7 @@ calls its policy engine is one finding kept up to date, not one per action.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import HOUR, SECOND, DetectorSpec, Event
+from pipeline.detectors.base import DEFAULT_DEDUP_S, DetectorSpec, Event
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
 from pipeline.detectors.kinds import Facts, single_event
 
@@ -20,7 +20,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"action"}),
     window_ms=None,
-    thresholds={"dedup_s": HOUR // SECOND},  # per identity and action name
+    thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per identity and action name
     frameworks=(
         nist_csf("PR.AA-05"),
         nist_csf("PR.PS-04"),

@@ -7,7 +7,7 @@ so each distinct bypass is reported and a retry loop is not.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import HOUR, SECOND, DetectorSpec, Event, Severity
+from pipeline.detectors.base import DEFAULT_DEDUP_S, DetectorSpec, Event, Severity
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import Facts, single_event
 
@@ -19,7 +19,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=frozenset({"action"}),
     window_ms=None,
-    thresholds={"dedup_s": HOUR // SECOND},  # per identity, action and resource
+    thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per identity, action and resource
     frameworks=(
         owasp_nhi(5),
         nist_csf("PR.AA-05"),

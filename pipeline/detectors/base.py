@@ -43,6 +43,9 @@ SECOND = 1000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+#: Every detector's alerts group single-event occurrences per this period of event time
+#: unless its spec or the policy says otherwise (``thresholds["dedup_s"]``, seconds).
+DEFAULT_DEDUP_S = HOUR // SECOND
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from pipeline.detectors.base import DAY, MINUTE, Context, DetectorSpec, Severity
+from pipeline.detectors.base import DEFAULT_DEDUP_S as DEFAULT_DEDUP_S  # engine.py reads it here
 from pipeline.detectors.common import glob_match
 from pipeline.errors import ConfigError
 
@@ -223,11 +224,6 @@ def _threshold_problem(default: Any, value: Any) -> str | None:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return None if ok else "expected a list of strings"
     return None
-
-
-#: Every detector's alerts group single-event occurrences per this period unless
-#: its spec or the policy says otherwise (``thresholds.dedup_s``).
-DEFAULT_DEDUP_S = 3600
 
 
 def _raw_checks(

@@ -9,7 +9,7 @@ agent that logs its key on every call yields one finding per period.
 
 from __future__ import annotations
 
-from pipeline.detectors.base import HOUR, SECOND, DetectorSpec, Event
+from pipeline.detectors.base import DEFAULT_DEDUP_S, DetectorSpec, Event
 from pipeline.detectors.common import capped
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import UNATTRIBUTED, Facts, single_event
@@ -27,7 +27,7 @@ SPEC = DetectorSpec(
     subject="identity",
     event_types=EVENT_TYPES,
     window_ms=None,
-    thresholds={"dedup_s": HOUR // SECOND},  # per subject and (paths, kinds)
+    thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per subject and (paths, kinds)
     frameworks=(
         owasp_nhi(2),
         nist_csf("PR.DS-01"),

@@ -11,7 +11,15 @@ registry is not checked against them (unconfigured, not "nothing allowed").
 
 from __future__ import annotations
 
-from pipeline.detectors.base import HOUR, Context, Detector, DetectorSpec, Event, Finding, State
+from pipeline.detectors.base import (
+    DEFAULT_DEDUP_S,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
 from pipeline.detectors.common import (
     capped,
     covered,
@@ -38,7 +46,7 @@ SPEC = DetectorSpec(
     subject="credential",
     event_types=frozenset({"credential.issued", "credential.rotated", "action"}),
     window_ms=None,
-    thresholds={"dedup_s": HOUR // 1000},  # per credential and scope
+    thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per credential and scope
     frameworks=(
         owasp_nhi(5),
         nist_csf("PR.AA-05"),

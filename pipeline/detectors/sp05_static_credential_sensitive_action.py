@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.detectors.base import HOUR, Context, Detector, DetectorSpec, Event, Finding, State
+from pipeline.detectors.base import (
+    DEFAULT_DEDUP_S,
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    State,
+)
 from pipeline.detectors.common import credential_of, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.policy import policy_of
@@ -37,7 +45,7 @@ SPEC = DetectorSpec(
     window_ms=None,
     thresholds={
         "min_sensitivity": "high",  # low | medium | high | critical
-        "dedup_s": HOUR // 1000,  # per credential and action
+        "dedup_s": DEFAULT_DEDUP_S,  # per credential and action
     },
     frameworks=(
         owasp_nhi(7),

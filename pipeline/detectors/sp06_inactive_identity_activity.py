@@ -9,7 +9,7 @@ is its state at processing time (see the open point on status timestamps).
 
 from __future__ import annotations
 
-from pipeline.detectors.base import HOUR, Context, DetectorSpec, Event
+from pipeline.detectors.base import DEFAULT_DEDUP_S, Context, DetectorSpec, Event
 from pipeline.detectors.common import identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import Facts, single_event
@@ -36,7 +36,7 @@ SPEC = DetectorSpec(
     window_ms=None,
     thresholds={
         "statuses": ["offboarded", "disabled"],
-        "dedup_s": HOUR // 1000,  # per identity and event type
+        "dedup_s": DEFAULT_DEDUP_S,  # per identity and event type
     },
     frameworks=(
         owasp_nhi(1),

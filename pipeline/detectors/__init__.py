@@ -1,6 +1,8 @@
 """Detections (README.md#detections): one module per detector plus the shared machinery.
 
 base.py      the detector contract (DetectorSpec, Detector, Finding, Context)
+kinds.py     generic drivers: single event, event count, ratio, count-then, distinct values,
+             absence; provided() for the quantities a spec declares
 windows.py   sliding counts, ratios, distinct values, expectations/timers (JSON state)
 common.py    event context, scope matching, enrichment accessors shared by detectors
 policy.py    the policy file (thresholds, enable/severity, lists, exceptions)

@@ -70,6 +70,8 @@ from pipeline.detectors.base import (
     State,
 )
 from pipeline.detectors.common import event_context
+from pipeline.detectors.registry import UNATTRIBUTED as UNATTRIBUTED  # re-exported for rules
+from pipeline.detectors.registry import all_detectors
 from pipeline.detectors.windows import distinct_in_window, expect, expired, satisfy, set_deadline
 
 Facts = dict[str, Any]
@@ -82,8 +84,6 @@ Judge = Callable[[Event, Context], Facts | None]
 ContextOf = Callable[[Event], dict[str, Any]]
 SeverityOf = Callable[[Event], Severity | None]
 
-#: Subject of events that carry no value for the detector's subject kind.
-UNATTRIBUTED = "<unattributed>"
 #: Event ids kept as a windowed finding's evidence (its facts say how many there were).
 MAX_EVIDENCE = 20
 
@@ -577,8 +577,6 @@ def provided(specs: Mapping[str, DetectorSpec], name: str) -> Any:
     for spec in specs.values():
         if name in spec.provides:
             return spec.provides[name](spec.thresholds)
-    from pipeline.detectors.registry import all_detectors
-
     for det in all_detectors():
         if name in det.spec.provides:
             return det.spec.provides[name](det.spec.thresholds)

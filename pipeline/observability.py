@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.enrichment.readiness import RegistryStatus
 from pipeline.flow.stage1 import Stage1Stats
 from pipeline.flow.stage2 import Stage2Stats
 from pipeline.redact import redact_text
@@ -55,9 +56,14 @@ def _dlq_by_code(stage1: Stage1Stats, stage2: Stage2Stats) -> Counter[str]:
 
 
 def render(
-    stage1: Stage1Stats, stage2: Stage2Stats, cache: Any | None, now: float | None = None
+    stage1: Stage1Stats,
+    stage2: Stage2Stats,
+    cache: Any | None,
+    now: float | None = None,
+    *,
+    registry: RegistryStatus | None = None,
 ) -> str:
-    """The /metrics page."""
+    """The /metrics page (``registry``: the last registry check, None before the first)."""
     now_ms = (time.time() if now is None else now) * 1000
     w = _Writer()
     w.metric(
@@ -168,6 +174,20 @@ def render(
     )
     w.lines.append(f"govpipe_redis_batch_seconds_sum {stage1.redis_seconds_sum:.6f}")
     w.lines.append(f"govpipe_redis_batch_seconds_count {stage1.redis_calls}")
+    if registry is not None:
+        w.metric(
+            "govpipe_registry_ready",
+            "gauge",
+            "1 when the identity registry marker is in Redis with identities, else 0.",
+            [({}, 1 if registry.ready else 0)],
+        )
+        if registry.loaded_at_ms is not None:
+            w.metric(
+                "govpipe_registry_loaded_timestamp_seconds",
+                "gauge",
+                "When the identity registry was last loaded (Unix time).",
+                [({}, registry.loaded_at_ms / 1000)],
+            )
     lags = []
     for stage, newest in (("1", stage1.newest_event_ms), ("2", stage2.newest_event_ms)):
         if newest is not None:
@@ -179,6 +199,18 @@ def render(
         lags,
     )
     return w.text()
+
+
+def health(registry: RegistryStatus | None) -> dict[str, Any]:
+    """The ``/`` page: ``OK``, or ``DEGRADED`` with the reasons. Degraded is not down
+    (always HTTP 200, so probes keep the worker): it processes events meanwhile."""
+    reasons = [registry.reason] if registry is not None and not registry.ready else []
+    body: dict[str, Any] = {"status": "DEGRADED" if reasons else "OK"}
+    if reasons:
+        body["reasons"] = reasons
+    if registry is not None:
+        body["registry"] = registry.as_dict()
+    return body
 
 
 class JsonFormatter(logging.Formatter):

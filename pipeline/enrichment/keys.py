@@ -38,6 +38,15 @@ CREDENTIAL_FIELDS: Final = (
     "task_id",
 )
 
+#: The registry marker ``{prefix}registry`` (an optional addition to the contract,
+#: docs/contracts/state.md): written with the identities by every load, read by the
+#: worker to tell "identity unknown" from "registry not loaded".
+REGISTRY_MARKER_FIELDS: Final = (
+    "loaded_at",  # epoch ms of the last load
+    "identities",  # identities that load wrote
+    "generation",  # loads so far (HINCRBY): a change means the registry was reloaded
+)
+
 #: Credential fields holding epoch milliseconds as decimal strings ("" = none).
 CREDENTIAL_TIME_FIELDS: Final = (
     "issued_at",
@@ -50,7 +59,7 @@ CREDENTIAL_TIME_FIELDS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class KeySpace:
-    """Builds ``{prefix}identity:{id}`` and ``{prefix}credential:{id}`` keys."""
+    """Builds ``{prefix}identity:{id}``, ``{prefix}credential:{id}`` and ``{prefix}registry``."""
 
     prefix: str = DEFAULT_PREFIX
 
@@ -66,6 +75,11 @@ class KeySpace:
     @property
     def credential_prefix(self) -> str:
         return f"{self.prefix}credential:"
+
+    @property
+    def registry(self) -> str:
+        """The registry marker key (``{prefix}registry``)."""
+        return f"{self.prefix}registry"
 
     def identity(self, identity_id: str) -> str:
         return f"{self.prefix}identity:{identity_id}"

@@ -119,6 +119,8 @@ class RedisEnricher:
         self.garbage = GarbageReport()
         self.round_trips = 0
         self.keys_fetched = 0
+        #: Failed Redis calls (each retried by the caller): ``govpipe_redis_errors_total``.
+        self.errors = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
@@ -267,6 +269,16 @@ class RedisEnricher:
 
     # -- availability --------------------------------------------------------
 
+    async def read_registry_marker(self) -> dict[str, str] | None:
+        """The registry marker hash (``{prefix}registry``) as text, None when absent."""
+        try:
+            raw = await self._client.hgetall(self.keys.registry)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._infra_error(exc) from exc
+        if not raw:
+            return None
+        return {_text(k): _text(v) for k, v in raw.items()}
+
     async def ping(self) -> None:
         try:
             await self._client.ping()
@@ -278,6 +290,7 @@ class RedisEnricher:
         await retry_forever(self.ping, log=log, what=f"redis at {self.url_redacted}", stop=stop)
 
     def _infra_error(self, exc: BaseException) -> InfraError:
+        self.errors += 1
         detail = type(exc).__name__
         if isinstance(exc, ResponseError):
             # Server replies (OOM, MISCONF, READONLY, script errors) carry no secrets
@@ -302,6 +315,7 @@ class RedisEnricher:
             "cache_evictions": cache.evictions,
             "round_trips": self.round_trips,
             "keys_fetched": self.keys_fetched,
+            "errors": self.errors,
             "garbage_fields": self.garbage.count,
         }
 
@@ -317,3 +331,7 @@ class RedisEnricher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

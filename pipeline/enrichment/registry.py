@@ -13,7 +13,9 @@ File format (YAML or JSON), as the simulator writes ``samples/identities.yaml``:
         status: active            # active | disabled | offboarded
 
 Each entry becomes ``{prefix}identity:{identity_id}`` (docs/contracts/state.md) with
-``allowed_scopes`` as a JSON list; absent optional fields are not stored. The
+``allowed_scopes`` as a JSON list; absent optional fields are not stored; the
+registry marker ``{prefix}registry`` says when the last load ran and how many it
+wrote (``pipeline/enrichment/readiness.py`` reads it in the worker). The
 file is validated as a whole first: one bad entry means nothing is written
 (unless the caller skips invalid entries), because a half-loaded registry
 would turn good identities into AT-01 "unknown identity" findings.
@@ -24,6 +26,7 @@ silently load an identity with no allowed scopes.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -161,12 +164,20 @@ def _scan(client: redis.Redis, pattern: str) -> Iterator[str]:
 
 
 def write_identities(
-    client: redis.Redis, keys: KeySpace, entries: list[IdentityEntry], *, replace: bool = False
+    client: redis.Redis,
+    keys: KeySpace,
+    entries: list[IdentityEntry],
+    *,
+    replace: bool = False,
+    now_ms: int | None = None,
 ) -> tuple[int, int]:
     """Write all entries in one MULTI/EXEC (readers never see half a registry).
 
     Each listed identity's hash is replaced whole. With ``replace``, identities
-    absent from the file are deleted too. Returns (written, deleted).
+    absent from the file are deleted too. The same transaction writes the registry
+    marker ``{prefix}registry`` (``loaded_at``, ``identities``, ``generation``), which
+    workers read to tell a registry that lacks an identity from one that was never
+    loaded (or was lost with a Redis restart). Returns (written, deleted).
     """
     wanted = {keys.identity(e.identity_id) for e in entries}
     stale: list[str] = []
@@ -179,6 +190,9 @@ def write_identities(
         pipe.hset(key, mapping=entry.to_hash())  # type: ignore[arg-type]
     for i in range(0, len(stale), 1000):
         pipe.delete(*stale[i : i + 1000])
+    loaded_at = int(time.time() * 1000) if now_ms is None else now_ms
+    pipe.hset(keys.registry, mapping={"loaded_at": loaded_at, "identities": len(entries)})
+    pipe.hincrby(keys.registry, "generation", 1)
     pipe.execute()
     return len(entries), len(stale)
 

@@ -818,6 +818,7 @@ def cli_env(redis_db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
 
 def test_identities_load_and_show(
     cli_env: None,
+    redis_db_url: str,
     prefix: str,
     raw: Any,
     tmp_path: Path,
@@ -847,9 +848,20 @@ def test_identities_load_and_show(
         "status": "disabled",
     }
     assert raw.exists(f"{prefix}identity:old-one") == 1
+    marker = raw.hgetall(f"{prefix}registry")  # written with the identities (readiness)
+    assert marker.keys() == {"loaded_at", "identities", "generation"}
+    assert abs(int(marker["loaded_at"]) - time.time() * 1000) < 60_000
+    assert (marker["identities"], marker["generation"]) == ("2", "1")
     assert main(["identities", "load", str(path), "--key-prefix", prefix, "--replace"]) == 0
     assert "deleted 1 absent" in capsys.readouterr().out
     assert raw.exists(f"{prefix}identity:old-one") == 0
+    assert raw.hget(f"{prefix}registry", "generation") == "2"
+
+    async def read_marker(enricher: RedisEnricher) -> Any:
+        return await enricher.read_registry_marker()
+
+    assert with_enricher(redis_db_url, prefix, read_marker) == raw.hgetall(f"{prefix}registry")
+    assert with_enricher(redis_db_url, f"{prefix}other:", read_marker) is None
 
     raw.hset(f"{prefix}credential:c1", mapping={"identity_id": "agent-crm-01", "issued_at": str(T)})
     raw.hset(f"{prefix}credential:c2", mapping={"identity_id": "someone-else"})

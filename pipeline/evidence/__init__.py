@@ -12,6 +12,7 @@ from __future__ import annotations
 from pipeline.evidence.dossier import (
     add_alerts,
     add_events,
+    advance,
     build_dossier,
     changed_since_last_emit,
     new_state,
@@ -25,6 +26,7 @@ __all__ = [
     "EvidenceThresholds",
     "add_alerts",
     "add_events",
+    "advance",
     "build_dossier",
     "changed_since_last_emit",
     "new_state",

@@ -60,6 +60,8 @@ IDS_LIMIT: Final = 20
 DEFAULT_MODE: Final = "autonomous"
 HIGH_RISK: Final = frozenset({"high", "critical"})
 NONE: Final = "none"
+#: The event type of stage 2's finding notices to a task (``flow/outcomes.FINDING``).
+FINDING_NOTICE: Final = "_finding"
 #: ``pending`` markers: what the dossier still waits for before a verdict is final.
 PENDING_COMPLETION: Final = "task_completion"
 PENDING_GRACE: Final = "revocation_grace"
@@ -258,10 +260,14 @@ def add_events(state: State, events: Iterable[Event]) -> None:
     task = state["task"]
     ev: dict[str, Any] = state["ev"]
     acts: dict[str, Any] = state["acts"]
+    notices = []
     for event in events:
         other_task = event.get("task_id")
         if other_task and other_task != task:
             continue  # another task's event; a revocation without task_id is ours
+        if event.get("event_type") == FINDING_NOTICE:
+            notices.append(_notice_alert(event))
+            continue
         brief = _brief(event)
         if brief is None:
             continue
@@ -281,6 +287,26 @@ def add_events(state: State, events: Iterable[Event]) -> None:
         _keep(acts, event_id, brief)
         for dropped in _evict_latest(acts, MAX_ACTIONS):
             _count_over(state, dropped)
+    if notices:
+        add_alerts(state, notices)
+
+
+def _notice_alert(event: Event) -> dict[str, Any]:
+    """A stage-2 finding notice (``flow/outcomes.finding_notices``: event id
+    ``finding:<alert_id>:<task>``) as the alert fields the dossier reads; a notice that
+    also carries ``alert_id``, ``severity``, ``frameworks``, ``approval_id`` or
+    ``count`` gives them."""
+    event_id = str(event.get("event_id") or "")
+    parsed = event_id.split(":")[1] if event_id.startswith("finding:") else None
+    return {
+        "alert_id": event.get("alert_id") or parsed,
+        "detector": event.get("detector"),
+        "severity": event.get("severity"),
+        "frameworks": event.get("frameworks") or [],
+        "approval_id": event.get("approval_id"),
+        "time": event.get("event_time"),
+        "count": event.get("count") or 1,
+    }
 
 
 def _count_over(state: State, brief: Mapping[str, Any]) -> None:
@@ -792,3 +818,21 @@ def next_record(state: State, thresholds: EvidenceThresholds) -> Record | None:
     revision = 0 if last is None else int(last["n"]) + 1
     state["emit"] = {"n": revision, "h": h}
     return {**contents, "revision": revision, "emitted_at": state.get("wm")}
+
+
+def advance(
+    state: State,
+    thresholds: EvidenceThresholds,
+    *,
+    events: Iterable[Event] = (),
+    alerts: Iterable[Mapping[str, Any]] = (),
+    watermark: int | None = None,
+) -> Record | None:
+    """One stage-2 step for a task: fold in what arrived, then the record to publish if
+    the dossier changed (``next_record``). Call it for every unit that touched the task
+    and when its timer (``next_deadline``) fires."""
+    add_events(state, events)
+    add_alerts(state, alerts)
+    if watermark is not None:
+        observe_watermark(state, watermark)
+    return next_record(state, thresholds)

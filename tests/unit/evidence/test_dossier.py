@@ -495,3 +495,32 @@ def test_bounded_dossier_is_order_independent_too(seed: int) -> None:
     shuffled = events[:]
     random.Random(seed).shuffle(shuffled)
     assert build_dossier(fed(shuffled), TH) == reference
+
+
+def test_stage2_finding_notices_count_as_findings() -> None:
+    notice = {
+        "event_id": f"finding:{sc.SP02_ALERT_ID}:{sc.TASK}",
+        "event_type": "_finding",
+        "event_time": sc.COMPLETED + sc.GRACE_MS,
+        "detector": "SP-02",
+    }
+    state = fed(sc.events())
+    add_events(state, [notice, notice])
+    (finding,) = build_dossier(state, TH)["findings"]
+    assert (finding["alert_id"], finding["detector"], finding["count"]) == (
+        sc.SP02_ALERT_ID,
+        "SP-02",
+        1,
+    )
+    assert build_dossier(state, TH)["verdicts"]["safe"] is False
+
+
+def test_advance_is_the_one_call_per_step() -> None:
+    from pipeline.evidence import advance
+
+    state = new_state(sc.TASK)
+    first = advance(state, TH, events=sc.events(), watermark=sc.COMPLETED)
+    assert first is not None and first["revision"] == 0
+    assert advance(state, TH, events=sc.events()) is None
+    second = advance(state, TH, alerts=[sc.sp02_alert()], watermark=sc.COMPLETED + sc.GRACE_MS)
+    assert second is not None and second["revision"] == 1

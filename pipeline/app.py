@@ -20,6 +20,7 @@ from pipeline import __version__, faust_codecs, faust_fixes
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.kinds import provided
 from pipeline.detectors.policy import load_policy
+from pipeline.enrichment.readiness import RegistryWatch
 from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1, encode_bounded
@@ -371,9 +372,13 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
 
     # A process runs stage 1, stage 2 or both (GOVPIPE_WORKER_STAGES); processes that
     # run different stages belong to different consumer groups (GOVPIPE_APP_ID).
+    registry: RegistryWatch | None = None
     if 1 in settings.worker_stages:
         app.agent(events_topic, name="govpipe.stage1")(stage1_agent)
         app.timer(1.0, name="govpipe.stage1.watermarks")(stage1_tick)
+        registry = RegistryWatch.of(enricher)  # is the registry loaded? (readiness.py)
+        if registry is not None:
+            app.task(registry.run)
     if 2 in settings.worker_stages:
         state = app.Table(
             "subject-state",
@@ -385,12 +390,20 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         state_log = TableLog(app, state)
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
 
+    # Registered before faust's own "/" (its blueprints come later): the first wins.
+    @app.page("/")  # type: ignore[misc]
+    async def health_page(web: Any, request: Any) -> Any:
+        from pipeline.observability import health
+
+        return web.json(health(registry.status if registry is not None else None))
+
     @app.page("/metrics")  # type: ignore[misc]
     async def metrics_page(web: Any, request: Any) -> Any:
         from pipeline.observability import render
 
         cache = enricher.cache_stats() if hasattr(enricher, "cache_stats") else None
-        body = render(stage1.stats, stage2.stats, cache)
+        status = registry.status if registry is not None else None
+        body = render(stage1.stats, stage2.stats, cache, registry=status)
         return web.text(body, content_type="text/plain; version=0.0.4")
 
     @app.on_partitions_revoked.connect  # type: ignore[misc,arg-type]

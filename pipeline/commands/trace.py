@@ -79,14 +79,13 @@ def colour_wanted(stream: Any, environ: Any = os.environ) -> bool:
     return bool(isatty and isatty()) and not environ.get("NO_COLOR")
 
 
-def _source(args: argparse.Namespace) -> Any:
+def topic_source(args: argparse.Namespace, settings: Any) -> Any:
+    """Today's ``DossierSource``: one scan of the evidence topic (see the module doc)."""
     from pipeline.commands._kafka import require_broker
     from pipeline.evidence.codec import EvidenceCodec
     from pipeline.evidence.source import Progress, TopicScan
     from pipeline.report.collect import TopicReader
-    from pipeline.settings import get_settings
 
-    settings = get_settings()
     require_broker(settings)
     reader = TopicReader(settings, args.topic, idle_s=args.idle, max_seconds=args.max_seconds)
     codec = EvidenceCodec(topic=args.topic, registry_url=settings.schema_registry_url)
@@ -163,10 +162,11 @@ def run(args: argparse.Namespace, source: Any, out: Any = None, now_ms: int | No
 
 def _handle(args: argparse.Namespace) -> int:
     from pipeline.errors import GovpipeError
+    from pipeline.settings import get_settings
 
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise GovpipeError("--max-seconds must be positive")
     try:
-        return run(args, _source(args))
+        return run(args, topic_source(args, get_settings()))
     except BrokenPipeError:  # `govpipe trace … | head`
         return 0

@@ -24,3 +24,13 @@ def test_detector_table_matches_registry(capsys) -> None:
 def test_readme_names_the_two_commands() -> None:
     text = README.read_text("utf-8")
     assert "make demo" in text and "make test" in text
+
+
+def test_adding_a_detection_shows_the_tested_rule_file() -> None:
+    """The example is the rule file the user-rules integration test writes and runs."""
+    from tests.support.user_rule import RULE
+
+    text = README.read_text("utf-8")
+    match = re.search(r"## Adding a detection\n.*?```python\n(.*?)```", text, re.S)
+    assert match, "README lost its 'Adding a detection' example"
+    assert match.group(1) == RULE, "README example differs from tests/support/user_rule.py"

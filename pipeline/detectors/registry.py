@@ -22,6 +22,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import pkgutil
 import re
 import sys
@@ -49,6 +50,8 @@ MAX_ID = 32
 SEVERITIES = ("low", "medium", "high", "critical")
 
 Origin = Literal["built-in", "entry point", "rules dir"]
+
+log = logging.getLogger(__name__)
 
 
 class RegistryError(ConfigError):
@@ -349,7 +352,11 @@ def entries() -> tuple[Entry, ...]:
     """Every detector of this process (built-in, entry points, rules dir), sorted by id."""
     rules_dir = _rules_dir()
     user = rules_dir_entries(rules_dir) if rules_dir is not None else []
-    return combine([*builtin_entries(), *entry_point_entries(), *user])
+    found = combine([*builtin_entries(), *entry_point_entries(), *user])
+    for entry in found:
+        if entry.origin != "built-in":
+            log.info("detector %s: %s", entry.id, describe(entry))
+    return found
 
 
 def reset() -> None:

@@ -305,3 +305,12 @@ def test_progress_only_for_long_reads() -> None:
 def test_the_cli_knows_every_trace_command(what: str) -> None:
     parsed = args(what, "x")
     assert parsed.trace_what == what and callable(parsed.handler)
+
+
+def test_html_page_passes_the_report_page_checks() -> None:
+    from tests.unit.test_report_render import assert_no_external_resources, check_html
+
+    for record in (must_show(), hostile_record(), child_task()):
+        page = render_evidence_page({"dossier": record, "chain": {}}, generated_at_ms=T0)
+        checker = check_html(page)  # balanced tags, doctype
+        assert_no_external_resources(page, checker)

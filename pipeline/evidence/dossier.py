@@ -67,19 +67,47 @@ PENDING_COMPLETION: Final = "task_completion"
 PENDING_GRACE: Final = "revocation_grace"
 PENDING_DECISION: Final = "approval_decision"
 
-_OTHER_TYPES: Final = frozenset(
-    {
-        "task.started",
-        "task.completed",
-        "credential.issued",
-        "credential.rotated",
-        "credential.revoked",
-        "approval.requested",
-        "approval.viewed",
-        "approval.decided",
-        "delegation",
-    }
-)
+#: Per event type, what its brief keeps: (short name, event field, raw | text | list).
+_KEPT: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
+    "task.started": (
+        ("ob", "on_behalf_of", "raw"),
+        ("pe", "parent_event_id", "raw"),
+        ("pl", "platform", "raw"),
+        ("env", "environment", "raw"),
+    ),
+    "task.completed": (("o", "outcome", "raw"),),
+    "credential.issued": (
+        ("c", "credential_id", "raw"),
+        ("ck", "credential_kind", "raw"),
+        ("via", "issued_via", "raw"),
+        ("sc", "scopes", "list"),
+        ("x", "expires_at", "raw"),
+    ),
+    "credential.rotated": (
+        ("c", "credential_id", "raw"),
+        ("sc", "scopes", "raw"),
+        ("x", "expires_at", "raw"),
+    ),
+    "credential.revoked": (("c", "credential_id", "raw"),),
+    "approval.requested": (
+        ("ap", "approval_id", "raw"),
+        ("rk", "risk", "raw"),
+        ("j", "justification", "text"),
+    ),
+    "approval.viewed": (("ap", "approval_id", "raw"), ("by", "approver", "raw")),
+    "approval.decided": (
+        ("ap", "approval_id", "raw"),
+        ("by", "approver", "raw"),
+        ("dc", "decision", "raw"),
+        ("rk", "risk", "raw"),
+    ),
+    "delegation": (
+        ("to", "delegate_identity_id", "raw"),
+        ("sc", "scopes", "list"),
+        ("pe", "parent_event_id", "raw"),
+        ("c", "credential_id", "raw"),
+    ),
+}
 _IDENTITY_FIELDS: Final = ("kind", "owner", "team", "environment", "risk_tier", "status")
 
 
@@ -124,11 +152,11 @@ def _evict_latest(store: dict[str, Any], limit: int) -> list[Any]:
 def _max_tagged(slot: dict[str, Any], key: str, tag: list[Any], value: Any) -> None:
     """Keep the value with the greatest ``tag`` = [event_time, event_id] (commutative)."""
     old = slot.get(key)
-    if old is None or (int(tag[0]), str(tag[1]), _canon(value)) > (
-        int(old[0][0]),
-        str(old[0][1]),
-        _canon(old[1]),
-    ):
+    if old is None:
+        slot[key] = [tag, value]
+        return
+    mine, theirs = (int(tag[0]), str(tag[1])), (int(old[0][0]), str(old[0][1]))
+    if mine > theirs or (mine == theirs and _canon(value) > _canon(old[1])):
         slot[key] = [tag, value]
 
 
@@ -164,54 +192,20 @@ def _brief(event: Event) -> dict[str, Any] | None:
             "j": _text(event.get("justification")),
             "ap": event.get("approval_id"),
         }
-    if kind not in _OTHER_TYPES:
+    if kind not in _KEPT:
         return None
     brief: dict[str, Any] = {"y": kind, "t": t, "i": event.get("identity_id")}
-    attributes = event.get("attributes") or {}
-    extra: dict[str, Any] = {
-        "task.started": {
-            "ob": event.get("on_behalf_of"),
-            "pe": event.get("parent_event_id"),
-            "pt": _text(attributes.get("parent_task_id"))
-            if isinstance(attributes, Mapping)
-            else None,
-            "pl": event.get("platform"),
-            "env": event.get("environment"),
-        },
-        "task.completed": {"o": event.get("outcome")},
-        "credential.issued": {
-            "c": event.get("credential_id"),
-            "ck": event.get("credential_kind"),
-            "via": event.get("issued_via"),
-            "sc": list(event.get("scopes") or []),
-            "x": event.get("expires_at"),
-        },
-        "credential.rotated": {
-            "c": event.get("credential_id"),
-            "sc": event.get("scopes"),
-            "x": event.get("expires_at"),
-        },
-        "credential.revoked": {"c": event.get("credential_id")},
-        "approval.requested": {
-            "ap": event.get("approval_id"),
-            "rk": event.get("risk"),
-            "j": _text(event.get("justification")),
-        },
-        "approval.viewed": {"ap": event.get("approval_id"), "by": event.get("approver")},
-        "approval.decided": {
-            "ap": event.get("approval_id"),
-            "by": event.get("approver"),
-            "dc": event.get("decision"),
-            "rk": event.get("risk"),
-        },
-        "delegation": {
-            "to": event.get("delegate_identity_id"),
-            "sc": list(event.get("scopes") or []),
-            "pe": event.get("parent_event_id"),
-            "c": event.get("credential_id"),
-        },
-    }[str(kind)]
-    brief.update(extra)
+    for short, name, how in _KEPT[str(kind)]:
+        value = event.get(name)
+        if how == "text":
+            value = _text(value)
+        elif how == "list":
+            value = list(value or [])
+        brief[short] = value
+    if kind == "task.started":
+        attributes = event.get("attributes")
+        parent = attributes.get("parent_task_id") if isinstance(attributes, Mapping) else None
+        brief["pt"] = _text(parent)
     return brief
 
 
@@ -225,6 +219,9 @@ def _note_identity(state: State, event: Event, tag: list[Any]) -> None:
         if str(identity_id) > max(ids):
             return
         del ids[max(ids)]
+    held = ids.get(str(identity_id))
+    if held is not None and (int(tag[0]), str(tag[1])) < (int(held[0][0]), str(held[0][1])):
+        return  # an older view than the one kept
     compact = {
         "known": view.get("known") is True,
         **{f: _text(view.get(f)) for f in _IDENTITY_FIELDS},
@@ -280,10 +277,14 @@ def add_events(state: State, events: Iterable[Event]) -> None:
             _evict_latest(ev, MAX_OTHER_EVENTS)
             continue
         if event_id not in acts and len(acts) >= MAX_ACTIONS:
-            latest = max(acts, key=lambda k: _order(acts[k], k))
-            if _order(brief, event_id) > _order(acts[latest], latest):
+            latest = state.get("amax")  # the latest itemised action, cached
+            if latest is None:
+                key = max(acts, key=lambda k: _order(acts[k], k))
+                latest = state["amax"] = [int(acts[key]["t"]), key]
+            if _order(brief, event_id) > (int(latest[0]), str(latest[1])):
                 _count_over(state, brief)
                 continue
+            state.pop("amax", None)
         _keep(acts, event_id, brief)
         for dropped in _evict_latest(acts, MAX_ACTIONS):
             _count_over(state, dropped)
@@ -396,8 +397,8 @@ def _of_type(state: State, kind: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _first(state: State, kind: str) -> dict[str, Any] | None:
-    found = _of_type(state, kind)
-    return found[0][1] if found else None
+    found = [(k, b) for k, b in state["ev"].items() if b["y"] == kind]
+    return min(found, key=lambda kb: _order(kb[1], kb[0]))[1] if found else None
 
 
 def _issued(state: State) -> list[tuple[str, dict[str, Any]]]:

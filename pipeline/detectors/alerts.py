@@ -19,6 +19,7 @@ import uuid
 from typing import Any, Final, Literal
 
 from pipeline.detectors.base import DetectorSpec, Finding, State
+from pipeline.detectors.common import CONTEXT_FIELDS
 
 #: Fixed namespace for alert ids (never change it: ids would change with it).
 ALERT_NAMESPACE: Final = uuid.UUID("6f1d3a52-6c55-5b0e-9a57-3c8f1c2b7a10")
@@ -34,16 +35,8 @@ MAX_FACT_ITEMS: Final = 50
 MAX_EVIDENCE_EVENTS: Final = 50
 
 Activity = Literal["create", "update"]
-SUBJECT_FIELDS: Final = (
-    "identity_id",
-    "on_behalf_of",
-    "credential_id",
-    "approval_id",
-    "approver",
-    "task_id",
-    "platform",
-    "environment",
-)
+#: The alert's subject fields: those a finding's context may carry (common.py).
+SUBJECT_FIELDS: Final = CONTEXT_FIELDS
 
 
 def alert_id(finding: Finding, dedup_ms: int = 3_600_000) -> str:

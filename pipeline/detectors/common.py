@@ -27,6 +27,21 @@ CONTEXT_FIELDS = (
 )
 
 
+#: The events an identity performs itself (revocations are not: revoking a retired
+#: identity's credentials is cleanup, not activity).
+SELF_ACTIVITY = frozenset(
+    {
+        "action",
+        "credential.issued",
+        "credential.rotated",
+        "delegation",
+        "task.started",
+        "task.completed",
+        "approval.requested",
+    }
+)
+
+
 def event_context(event: Event, **extra: Any) -> dict[str, Any]:
     """The alert subject fields found on ``event`` (non-empty only), plus ``extra``."""
     ctx = {name: event[name] for name in CONTEXT_FIELDS if event.get(name)}

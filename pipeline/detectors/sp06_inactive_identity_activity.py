@@ -10,7 +10,7 @@ is its state at processing time (see the open point on status timestamps).
 from __future__ import annotations
 
 from pipeline.detectors.base import DEFAULT_DEDUP_S, Context, DetectorSpec, Event
-from pipeline.detectors.common import identity_of
+from pipeline.detectors.common import SELF_ACTIVITY, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import Facts, single_event
 
@@ -22,17 +22,7 @@ SPEC = DetectorSpec(
     description="An identity marked offboarded or disabled in the registry was active.",
     severity="high",
     subject="identity",
-    event_types=frozenset(
-        {
-            "action",
-            "credential.issued",
-            "credential.rotated",
-            "delegation",
-            "task.started",
-            "task.completed",
-            "approval.requested",
-        }
-    ),
+    event_types=SELF_ACTIVITY,
     window_ms=None,
     thresholds={
         "statuses": ["offboarded", "disabled"],

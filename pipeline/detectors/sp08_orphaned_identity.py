@@ -8,7 +8,7 @@ humans are out of scope (they are their own owners).
 from __future__ import annotations
 
 from pipeline.detectors.base import DAY, Context, DetectorSpec, Event
-from pipeline.detectors.common import identity_of
+from pipeline.detectors.common import SELF_ACTIVITY, identity_of
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import Facts, single_event
 
@@ -22,16 +22,7 @@ SPEC = DetectorSpec(
     ),
     severity="medium",
     subject="identity",
-    event_types=frozenset(
-        {
-            "action",
-            "credential.issued",
-            "credential.rotated",
-            "delegation",
-            "task.started",
-            "approval.requested",
-        }
-    ),
+    event_types=SELF_ACTIVITY - {"task.completed"},
     window_ms=None,
     thresholds={
         "owner_statuses": ["offboarded", "disabled"],

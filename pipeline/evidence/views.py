@@ -129,16 +129,13 @@ def render_chain(chain: Mapping[str, Any], dossier: Record, p: Painter) -> list[
             f"({_s(link.get('initiator_kind'), 40)}, {mode})"
             + (f" for {_s(link.get('principal'))}" if link.get("principal") else "")
         )
+        via = link.get("via") or {}
         for d in link.get("delegations") or []:
             scopes = ", ".join(_s(s, 60) for s in d.get("scopes") or []) or "no scopes"
+            onward = via and d.get("event_id") == via.get("event_id")
             lines.append(
                 f"{pad}   ├─ {_s(d.get('delegator'))} → {_s(d.get('delegate'))} [{scopes}]"
-            )
-        via = link.get("via")
-        if via:
-            lines.append(
-                f"{pad}   └─ delegated onward by {_s(via.get('delegator'))} → "
-                f"{_s(via.get('delegate'))} (event {_s(via.get('event_id'))})"
+                + ("  ⇒ the task below" if onward else "")
             )
         depth += 1
     if not chain.get("complete"):

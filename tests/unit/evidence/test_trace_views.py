@@ -140,6 +140,18 @@ def test_trace_task_json_is_the_dossier_and_the_chain() -> None:
     assert list(doc) == sorted(doc)
 
 
+def test_trace_task_text_shows_a_chain_across_tasks() -> None:
+    code, text = run_text(MemorySource([must_show(), child_task()]), "task", "task-child")
+    assert code == 0
+    chain = text.split("\nchain\n")[1].split("\n  initiator")[0].splitlines()
+    assert chain == [
+        f"  {sc.HUMAN} (human principal)",
+        f"   └─ task {sc.TASK}: started by agent-a (ai_agent, autonomous) for {sc.HUMAN}",
+        "      ├─ agent-a → agent-b [crm.read]  ⇒ the task below",
+        f"      └─ task task-child: started by agent-b (ai_agent, assistant) for {sc.HUMAN}",
+    ]
+
+
 def test_trace_task_text_shows_the_chain_and_verdicts() -> None:
     code, text = run_text(MemorySource([must_show()]), "task", sc.TASK)
     assert code == 0

@@ -29,6 +29,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import threshold_ms
 from pipeline.records import EVENT_TYPES
 
 #: Event ids remembered per task for parent links; past this, unknown parents are not
@@ -128,7 +129,7 @@ def _reasons(ctx: Context, state: State, item: dict[str, Any]) -> list[str]:
 
 def _judge(ctx: Context, state: State) -> list[Finding]:
     state.pop("_deadline", None)
-    grace = int(ctx.thresholds["grace_s"]) * SECOND
+    grace = threshold_ms(ctx, "grace_s")
     findings: list[Finding] = []
     waiting = []
     for item in state.get("pending", []):

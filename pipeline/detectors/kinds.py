@@ -161,11 +161,12 @@ def _judge_of(match: Match, facts: FactsOf) -> Judge:
     return judge
 
 
-# ---- shared by the windowed drivers --------------------------------------------------
+# ---- shared by the windowed drivers; threshold_ms by hand-written detectors too ------
 
 
-def _span(ctx: Context, timespan: str) -> int:
-    return int(ctx.thresholds[timespan]) * SECOND
+def threshold_ms(ctx: Context, name: str) -> int:
+    """A threshold given in seconds (``window_s``, ``grace_s``), policy-effective, in ms."""
+    return int(ctx.thresholds[name] * SECOND)
 
 
 def _record(fields: tuple[str, ...], held: list[Any]) -> Record:
@@ -272,7 +273,7 @@ def event_count(
             _join(burst, record)
             return []
         found = _close(ctx, state) if burst is not None else []
-        span = _span(ctx, timespan)
+        span = threshold_ms(ctx, timespan)
         recent: list[Record] = [r for r in state.get("recent", []) if r["event_time"] > t - span]
         recent.append(record)
         del recent[: max(len(recent) - max_recent, 0)]
@@ -339,7 +340,7 @@ def event_ratio(
         reported = state.get("reported_until")
         if reported is not None and t < reported:
             return []  # inside a window already reported
-        span = _span(ctx, timespan)
+        span = threshold_ms(ctx, timespan)
         recent: list[list[int]] = state.setdefault("recent", [])
         recent.append([t, int(bool(hit(record)))])
         drop = 0
@@ -385,7 +386,7 @@ def count_then(
 
     def consume(ctx: Context, state: State, record: Record) -> list[Finding]:
         t = int(record["event_time"])
-        span = _span(ctx, timespan)
+        span = threshold_ms(ctx, timespan)
         seen: list[Record] = [r for r in state.get("counted", []) if r["event_time"] > t - span]
         found: list[Finding] = []
         if counted(record):
@@ -423,7 +424,7 @@ def value_count(
 
     def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         findings = []
-        span = _span(ctx, timespan)
+        span = threshold_ms(ctx, timespan)
         first_ids: dict[str, str] = state.setdefault("first_event", {})
         for event in events:
             t, event_id = int(event["event_time"]), str(event["event_id"])
@@ -506,7 +507,7 @@ def absence(
     engine hands the events over in event-time order."""
 
     def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-        span = _span(ctx, within)
+        span = threshold_ms(ctx, within)
         for event in events:
             token = key(event)
             if token is None:
@@ -523,7 +524,7 @@ def absence(
 
     def on_watermark(ctx: Context, state: State) -> list[Finding]:
         findings = []
-        span = _span(ctx, within)
+        span = threshold_ms(ctx, within)
         for token, (t, event_id, where) in expired(state, "open", ctx.watermark):
             deadline = t + span
             _remember(state, token, deadline, max_open)

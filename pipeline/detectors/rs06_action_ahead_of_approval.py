@@ -32,6 +32,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import threshold_ms
 from pipeline.detectors.windows import set_deadline
 
 #: Actions awaiting judgement per approval (an approval covers a handful of actions).
@@ -93,7 +94,7 @@ def _reason(ctx: Context, state: State, t: int) -> tuple[bool, str | None]:
         return True, "denied" if decided["decision"] == "denied" else None
     if decided is not None or requested is not None:
         return True, "before_decision"
-    grace = int(ctx.thresholds["unknown_grace_s"]) * SECOND
+    grace = threshold_ms(ctx, "unknown_grace_s")
     if ctx.watermark >= t + grace:
         return True, "unknown"
     return False, None
@@ -103,7 +104,7 @@ def _judge(ctx: Context, state: State) -> list[Finding]:
     state.pop("_deadline", None)  # re-armed below from what is still waiting
     findings: list[Finding] = []
     waiting: list[dict[str, Any]] = []
-    grace = int(ctx.thresholds["unknown_grace_s"]) * SECOND
+    grace = threshold_ms(ctx, "unknown_grace_s")
     for action in state.get("actions", []):
         judged, reason = (
             (False, None) if action["t"] > ctx.watermark else _reason(ctx, state, action["t"])

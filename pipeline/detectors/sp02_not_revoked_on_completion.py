@@ -23,6 +23,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import capped, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import threshold_ms
 from pipeline.detectors.windows import set_deadline
 
 ID = "SP-02"
@@ -88,7 +89,7 @@ def _arm(ctx: Context, state: State) -> None:
     if state.get("done") is not None:
         set_deadline(state, int(state["done"]) + STATE_TTL_MS)
     elif "completed" in state:
-        set_deadline(state, int(state["completed"][0]) + int(ctx.thresholds["grace_s"] * 1000))
+        set_deadline(state, int(state["completed"][0]) + threshold_ms(ctx, "grace_s"))
     elif "last" in state:
         set_deadline(state, int(state["last"]) + STATE_TTL_MS)
 
@@ -107,7 +108,7 @@ def on_watermark(ctx: Context, state: State) -> list[Finding]:
         else:
             _arm(ctx, state)
         return []
-    grace_ms = int(ctx.thresholds["grace_s"] * 1000)
+    grace_ms = threshold_ms(ctx, "grace_s")
     completed, completed_event = int(state["completed"][0]), str(state["completed"][1])
     deadline = completed + grace_ms
     if wm < deadline:

@@ -16,6 +16,7 @@ from typing import Any
 from pipeline.detectors.base import DAY, Context, Detector, DetectorSpec, Event, Finding, State
 from pipeline.detectors.common import capped, covered, credential_of, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import threshold_ms
 from pipeline.detectors.policy import policy_of
 from pipeline.detectors.windows import set_deadline
 
@@ -69,11 +70,11 @@ def _start(ctx: Context, state: State, event: Event, scopes: list[str], t: int) 
         event_id=event["event_id"],
         ctx=event_context(event),
     )
-    set_deadline(state, t + int(ctx.thresholds["window_s"] * 1000))
+    set_deadline(state, t + threshold_ms(ctx, "window_s"))
 
 
 def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
-    window_ms = int(ctx.thresholds["window_s"] * 1000)
+    window_ms = threshold_ms(ctx, "window_s")
     policy = policy_of(ctx)
     for event in events:
         t = int(event["event_time"])
@@ -119,7 +120,7 @@ def on_watermark(ctx: Context, state: State) -> list[Finding]:
     if state.get("revoked") is not None or "anchor" not in state:
         state.clear()
         return []
-    window_ms = int(ctx.thresholds["window_s"] * 1000)
+    window_ms = threshold_ms(ctx, "window_s")
     findings: list[Finding] = []
     while True:
         index = int(state["window"])

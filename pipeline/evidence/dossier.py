@@ -48,6 +48,8 @@ MAX_OTHER_EVENTS: Final = 512
 MAX_ALERTS: Final = 256
 MAX_IDENTITIES: Final = 64
 MAX_CREDENTIAL_VIEWS: Final = 64
+#: How long a dossier keeps accepting late inputs after its task's grace (``forget_at``).
+KEEP_MS: Final = 7 * 24 * 3600 * 1000
 #: Free text (policy reasons, justifications, resources) is cut to this many characters.
 MAX_TEXT: Final = 256
 #: Items per list in the record; the rest is counted in the ``*_left_out`` beside it.
@@ -384,6 +386,18 @@ def next_deadline(state: State, thresholds: EvidenceThresholds) -> int | None:
         return None
     deadline = int(completed["t"]) + thresholds.revocation_grace_ms
     return deadline if deadline > int(state.get("wm", deadline - 1)) else None
+
+
+def forget_at(state: State, thresholds: EvidenceThresholds, keep_ms: int = KEEP_MS) -> int:
+    """When stage 2 may drop the dossier state: ``keep_ms`` after the revocation grace
+    of a completed task, or after the latest event of one never seen completing. A
+    straggler after that starts an empty state that never emits (no completion)."""
+    completed = _first(state, "task.completed")
+    if completed is not None:
+        return int(completed["t"]) + thresholds.revocation_grace_ms + keep_ms
+    times = [int(b["t"]) for b in state["ev"].values()]
+    times += [int(a["t"]) for a in state["acts"].values()]
+    return max(times, default=int(state.get("wm", 0))) + keep_ms
 
 
 # ---- the record -----------------------------------------------------------------------

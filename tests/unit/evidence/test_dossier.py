@@ -526,3 +526,13 @@ def test_advance_is_the_one_call_per_step() -> None:
     assert advance(state, TH, events=sc.events()) is None
     second = advance(state, TH, alerts=[sc.sp02_alert()], watermark=sc.COMPLETED + sc.GRACE_MS)
     assert second is not None and second["revision"] == 1
+
+
+def test_forget_at_is_a_week_after_the_grace_or_the_last_event() -> None:
+    from pipeline.evidence import forget_at
+    from pipeline.evidence.dossier import KEEP_MS
+
+    state = fed(sc.events())
+    assert forget_at(state, TH) == sc.COMPLETED + sc.GRACE_MS + KEEP_MS
+    unfinished = fed([e for e in sc.events() if e["event_type"] != "task.completed"])
+    assert forget_at(unfinished, TH) == sc.COMPLETED + 10 * S + KEEP_MS  # A's revocation

@@ -565,7 +565,9 @@ def _approvals(state: State, th: EvidenceThresholds) -> list[dict[str, Any]]:
         decision = dec.get("dc") if dec else None
         risk = (req or {}).get("rk") or (dec or {}).get("rk")
         minimum = th.min_review_high_risk_ms if risk in HIGH_RISK else th.min_review_ms
-        too_fast = None if review_ms is None else review_ms < minimum
+        # RS-01 judges approvals only: a hasty "no" grants nothing
+        judged = review_ms is not None and decision == "approved"
+        too_fast = review_ms < minimum if judged and review_ms is not None else None
         context_seen = None if dec is None else view is not None
         detectors = sorted(rs.get(approval_id, ()))
         meaningful: bool | None

@@ -333,6 +333,12 @@ def test_approval_too_fast_unseen_or_flagged_is_not_meaningful() -> None:
     assert approval["review_seconds"] == 5.0 and approval["too_fast"] is True
     assert approval["meaningful"] is False and verdict is False
 
+    for e in events:
+        if e["event_id"] == "e-dec":
+            e["decision"] = "denied"  # the same haste on a denial: not judged
+    approval, verdict = approval_of(events)
+    assert approval["too_fast"] is None and approval["meaningful"] is True
+
     events = [e for e in sc.events() if e["event_id"] != "e-view"]
     approval, verdict = approval_of(events)
     assert approval["context_seen"] is False and approval["meaningful"] is False

@@ -29,7 +29,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
-from pipeline.detectors.kinds import threshold_ms
+from pipeline.detectors.kinds import finding, threshold_ms
 from pipeline.records import EVENT_TYPES
 
 #: Event ids remembered per task for parent links; past this, unknown parents are not
@@ -156,9 +156,8 @@ def _finding(ctx: Context, state: State, item: dict[str, Any], reasons: list[str
     context = dict(item["context"])
     if started is not None and started["on_behalf_of"]:
         context["on_behalf_of"] = started["on_behalf_of"]
-    return Finding(
-        detector=ctx.spec.id,
-        subject=ctx.subject,
+    return finding(
+        ctx,
         event_ids=[item["id"]] + ([started["id"]] if started else []),
         facts={
             "reasons": reasons,

@@ -161,6 +161,32 @@ def _judge_of(match: Match, facts: FactsOf) -> Judge:
     return judge
 
 
+def finding(
+    ctx: Context,
+    *,
+    event_ids: list[str],
+    facts: Facts,
+    time: int,
+    context: dict[str, Any],
+    window_start: int | None = None,
+    window_end: int | None = None,
+    severity: Severity | None = None,
+) -> Finding:
+    """A finding of ``ctx``'s detector about its subject, for hand-written detectors
+    (the drivers build theirs): only what the rule knows is spelled out."""
+    return Finding(
+        detector=ctx.spec.id,
+        subject=ctx.subject,
+        event_ids=event_ids,
+        facts=facts,
+        window_start=window_start,
+        window_end=window_end,
+        time=time,
+        context=context,
+        severity=severity,
+    )
+
+
 # ---- shared by the windowed drivers; threshold_ms by hand-written detectors too ------
 
 

@@ -20,6 +20,7 @@ from pipeline.detectors.base import (
     State,
 )
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import finding
 
 HIGH_RISK = frozenset({"high", "critical"})
 
@@ -66,9 +67,8 @@ def _finding(ctx: Context, state: State, decided: approvals.Brief) -> Finding | 
     review_ms = decided["t"] - start["t"]
     if review_ms >= minimum_s * SECOND:
         return None
-    return Finding(
-        detector=ctx.spec.id,
-        subject=ctx.subject,
+    return finding(
+        ctx,
         event_ids=[s["id"] for s in starts] + [decided["id"]],
         facts={
             "review_seconds": review_ms / SECOND,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pipeline.detectors import _approvals as approvals
 from pipeline.detectors.base import REVIEW_EFFECTS, Context, Detector, DetectorSpec, Finding, State
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import finding
 
 SPEC = DetectorSpec(
     id="RS-04",
@@ -37,9 +38,8 @@ def _verdict(ctx: Context, state: State, decided: approvals.Brief) -> list[Findi
     if decided["decision"] == "approved" and viewed is None:
         requested = state.get("requested")
         findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=ctx.subject,
+            finding(
+                ctx,
                 event_ids=[r["id"] for r in (requested, decided) if r is not None],
                 facts={
                     "viewed_by_approver": False,

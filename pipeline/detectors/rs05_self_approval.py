@@ -12,6 +12,7 @@ from __future__ import annotations
 from pipeline.detectors import _approvals as approvals
 from pipeline.detectors.base import REVIEW_EFFECTS, Context, Detector, DetectorSpec, Finding, State
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
+from pipeline.detectors.kinds import finding
 
 SPEC = DetectorSpec(
     id="RS-05",
@@ -56,9 +57,8 @@ def _verdict(ctx: Context, state: State, decided: approvals.Brief) -> list[Findi
     findings = []
     if decided["decision"] == "approved" and matched:
         findings.append(
-            Finding(
-                detector=ctx.spec.id,
-                subject=ctx.subject,
+            finding(
+                ctx,
                 event_ids=list(dict.fromkeys([requester["id"], decided["id"]])),
                 facts={
                     "approver_is": matched,

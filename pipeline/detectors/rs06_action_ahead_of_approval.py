@@ -32,7 +32,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
-from pipeline.detectors.kinds import threshold_ms
+from pipeline.detectors.kinds import finding, threshold_ms
 from pipeline.detectors.windows import set_deadline
 
 #: Actions awaiting judgement per approval (an approval covers a handful of actions).
@@ -132,9 +132,8 @@ def _finding(ctx: Context, state: State, action: dict[str, Any], reason: str) ->
             context.setdefault(name, value)
     if decided is not None and decided.get("approver"):
         context["approver"] = decided["approver"]
-    return Finding(
-        detector=ctx.spec.id,
-        subject=ctx.subject,
+    return finding(
+        ctx,
         event_ids=[action["id"]] + [s["id"] for s in (requested, decided) if s is not None],
         facts={
             "reason": reason,

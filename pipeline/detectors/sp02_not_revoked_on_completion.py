@@ -23,7 +23,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import capped, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.kinds import threshold_ms
+from pipeline.detectors.kinds import finding, threshold_ms
 from pipeline.detectors.windows import set_deadline
 
 ID = "SP-02"
@@ -125,9 +125,8 @@ def on_watermark(ctx: Context, state: State) -> list[Finding]:
         context = dict(state.get("ctx", {}))
         context.update(task_id=ctx.subject, credential_id=sorted(live)[0])
         findings.append(
-            Finding(
-                detector=ID,
-                subject=ctx.subject,
+            finding(
+                ctx,
                 event_ids=[completed_event, *(str(live[c][2]) for c in sorted(live))],
                 facts={
                     "grace_s": ctx.thresholds["grace_s"],

@@ -16,7 +16,7 @@ from typing import Any
 from pipeline.detectors.base import DAY, Context, Detector, DetectorSpec, Event, Finding, State
 from pipeline.detectors.common import capped, covered, credential_of, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
-from pipeline.detectors.kinds import threshold_ms
+from pipeline.detectors.kinds import finding, threshold_ms
 from pipeline.detectors.policy import policy_of
 from pipeline.detectors.windows import set_deadline
 
@@ -141,9 +141,8 @@ def on_watermark(ctx: Context, state: State) -> list[Finding]:
         unused = [s for s, since in held.items() if since <= start and index not in used.get(s, [])]
         if unused:
             findings.append(
-                Finding(
-                    detector=ID,
-                    subject=ctx.subject,
+                finding(
+                    ctx,
                     event_ids=[str(state["event_id"])],
                     facts={
                         "window_s": ctx.thresholds["window_s"],

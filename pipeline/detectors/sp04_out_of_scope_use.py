@@ -30,6 +30,7 @@ from pipeline.detectors.common import (
     scope_covers,
 )
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import finding
 
 ID = "SP-04"
 MAX_SCOPES = 256
@@ -117,9 +118,8 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
         if not reasons:
             continue
         findings.append(
-            Finding(
-                detector=ID,
-                subject=ctx.subject,
+            finding(
+                ctx,
                 event_ids=[str(event["event_id"])],
                 facts={
                     "scope": scope,

@@ -26,6 +26,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.common import credential_of, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
+from pipeline.detectors.kinds import finding
 from pipeline.detectors.policy import policy_of
 from pipeline.detectors.windows import set_deadline
 
@@ -80,9 +81,8 @@ def _judge(
     if issued_via == "jit" or (issued_via is None and kind == "jit_token"):
         return None
     t = int(item["t"])
-    return Finding(
-        detector=ID,
-        subject=ctx.subject,
+    return finding(
+        ctx,
         event_ids=[str(item["event_id"])],
         facts={
             "action": item["action"],

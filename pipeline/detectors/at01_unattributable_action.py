@@ -26,7 +26,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="identity",
     event_types=frozenset({"action", "delegation"}),
-    window_ms=None,
     thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per subject, reason and platform
     frameworks=(
         nist_csf("PR.AA-01"),

@@ -49,7 +49,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="task",
     event_types=EVENT_TYPES,  # every event of the task can be a parent
-    window_ms=None,
     thresholds={"grace_s": 5 * MINUTE // SECOND, "check_parent": True},
     frameworks=(
         nist_csf("PR.AA-05"),

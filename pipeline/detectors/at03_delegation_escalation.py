@@ -25,7 +25,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="identity",
     event_types=frozenset({"delegation"}),
-    window_ms=None,
     thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per delegator, delegate and excess scopes
     frameworks=(
         owasp_nhi(5),

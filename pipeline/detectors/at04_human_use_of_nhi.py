@@ -31,7 +31,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="identity",
     event_types=frozenset({"action", "delegation", "task.started", "approval.requested"}),
-    window_ms=None,
     thresholds={
         "non_human_kinds": ["ai_agent", "service_account", "workload"],
         "browser_markers": ["Mozilla/", "Chrome/", "Safari/", "Firefox/", "Edg/"],

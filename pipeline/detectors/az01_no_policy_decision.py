@@ -19,7 +19,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="identity",
     event_types=frozenset({"action"}),
-    window_ms=None,
     thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per identity and action name
     frameworks=(
         nist_csf("PR.AA-05"),

@@ -18,7 +18,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="identity",
     event_types=frozenset({"action"}),
-    window_ms=None,
     thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per identity, action and resource
     frameworks=(
         owasp_nhi(5),

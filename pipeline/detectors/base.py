@@ -62,10 +62,12 @@ class DetectorSpec:
     severity: Severity
     subject: SubjectKind
     event_types: frozenset[str]
-    window_ms: int | None
-    thresholds: Mapping[str, Any]
-    frameworks: tuple[Framework, ...]
     remediation: str
+    #: None: no window; else the engine holds the events until the watermark passes them
+    window_ms: int | None = None
+    #: defaults a policy file tunes (JSON values)
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+    frameworks: tuple[Framework, ...] = ()
     enabled: bool = True
     #: what a finding does to the outcomes the metrics report (flow/outcomes.py)
     effects: frozenset[Effect] = frozenset({"marks_task_unsafe"})

@@ -34,7 +34,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="approval",
     event_types=frozenset({"approval.requested", "approval.viewed", "approval.decided"}),
-    window_ms=None,
     thresholds={"min_review_s": 10, "min_review_high_risk_s": 30},
     frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), ai_rmf("MEASURE 2.8"), maestro(6)),
     remediation=(

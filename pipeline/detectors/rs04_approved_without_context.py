@@ -21,8 +21,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="approval",
     event_types=frozenset({"approval.requested", "approval.viewed", "approval.decided"}),
-    window_ms=None,
-    thresholds={},
     frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), ai_rmf("MAP 3.5"), maestro(6)),
     remediation=(
         "Require the approval tool to show the request (and log approval.viewed) before it "

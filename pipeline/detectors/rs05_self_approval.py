@@ -24,8 +24,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="approval",
     event_types=frozenset({"approval.requested", "approval.decided"}),
-    window_ms=None,
-    thresholds={},
     frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 2.1"), ai_rmf("GOVERN 3.2"), maestro(6)),
     remediation=(
         "Route approvals to someone other than the requester or the agent's owner, and have "

@@ -48,7 +48,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="approval",
     event_types=frozenset({"action", "approval.requested", "approval.decided"}),
-    window_ms=None,
     thresholds={"unknown_grace_s": 10 * MINUTE // SECOND},
     frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), ai_rmf("MANAGE 2.4"), maestro(7)),
     remediation=(

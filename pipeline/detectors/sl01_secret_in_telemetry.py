@@ -26,7 +26,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="identity",
     event_types=EVENT_TYPES,
-    window_ms=None,
     thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per subject and (paths, kinds)
     frameworks=(
         owasp_nhi(2),

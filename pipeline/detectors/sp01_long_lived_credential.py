@@ -37,7 +37,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="credential",
     event_types=frozenset({"action"}),
-    window_ms=None,
     thresholds={
         "max_lifetime_ai_agent_s": HOUR // 1000,
         "max_lifetime_workload_s": DAY // 1000,

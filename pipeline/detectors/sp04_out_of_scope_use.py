@@ -46,7 +46,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="credential",
     event_types=frozenset({"credential.issued", "credential.rotated", "action"}),
-    window_ms=None,
     thresholds={"dedup_s": DEFAULT_DEDUP_S},  # per credential and scope
     frameworks=(
         owasp_nhi(5),

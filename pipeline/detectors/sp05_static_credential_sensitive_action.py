@@ -43,7 +43,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="credential",
     event_types=frozenset({"action", "credential.issued"}),
-    window_ms=None,
     thresholds={
         "min_sensitivity": "high",  # low | medium | high | critical
         "dedup_s": DEFAULT_DEDUP_S,  # per credential and action

@@ -23,7 +23,6 @@ SPEC = DetectorSpec(
     severity="high",
     subject="identity",
     event_types=SELF_ACTIVITY,
-    window_ms=None,
     thresholds={
         "statuses": ["offboarded", "disabled"],
         "dedup_s": DEFAULT_DEDUP_S,  # per identity and event type

@@ -23,7 +23,6 @@ SPEC = DetectorSpec(
     severity="medium",
     subject="identity",
     event_types=SELF_ACTIVITY - {"task.completed"},
-    window_ms=None,
     thresholds={
         "owner_statuses": ["offboarded", "disabled"],
         "dedup_s": DAY // 1000,  # one finding per identity per day while it acts

@@ -214,6 +214,19 @@ class Stage2Stats:
     dead_letters: int = 0
     #: newest event time this worker's stage 2 has seen (ms), for the lag gauge
     newest_event_ms: int | None = None
+    #: alert records by (detector, severity): ``govpipe_alerts_total``
+    alerts_by_severity: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: global metric deltas applied here (one window size): the governance counters'
+    #: positive parts, and the negated negative ones (corrections), for Prometheus
+    governance: Counter[str] = field(default_factory=Counter)
+    corrections: Counter[str] = field(default_factory=Counter)
+
+    def count_delta(self, delta: dict[str, Any]) -> None:
+        for name, value in delta["c"].items():
+            if value > 0:
+                self.governance[name] += value
+            elif value < 0:
+                self.corrections[name] -= value
 
 
 class Stage2:
@@ -575,6 +588,7 @@ class Stage2:
             self.stats.newest_event_ms = newest
         for alert in alerts:
             self.stats.alerts_by_detector[alert["detector"]] += 1
+            self.stats.alerts_by_severity[alert["detector"], alert["severity"]] += 1
             if alert["activity_id"] == 1:
                 self.stats.alerts_created += 1
             else:
@@ -704,6 +718,9 @@ class Stage2:
                 continue
             applied[str(src_partition)] = [src_offset, index]
             windows.add(event["delta"])
+            delta = event["delta"]
+            if delta["dim"] == "global" and delta["w"] == self.window_sizes[0]:
+                self.stats.count_delta(delta)  # once per item: one window size, one owner
         state["mw"] = windows.state
         dirty[key] = state
         deadline = windows.next_deadline

@@ -14,13 +14,41 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline.enrichment.readiness import RegistryStatus
 from pipeline.flow.stage1 import Stage1Stats
 from pipeline.flow.stage2 import Stage2Stats
+from pipeline.metrics.deltas import COUNTERS
 from pipeline.redact import redact_text
+
+#: The metric counters of docs/contracts/metrics.md that are exported as Prometheus
+#: counters ``govpipe_<name>_total`` (alerts and late events have their own families).
+GOVERNANCE_COUNTERS: tuple[str, ...] = tuple(
+    c for c in COUNTERS if c not in ("alerts_total", "late_events")
+)
+#: Counters a later finding corrects downwards (a task counted safe, an approval counted
+#: meaningful): their corrections are ``govpipe_<name>_corrections_total``.
+CORRECTED = ("tasks_safe", "approvals_meaningful")
+_HELP = {
+    "tasks_completed": "Tasks completed (first task.completed per task_id).",
+    "tasks_succeeded": "Completed tasks with outcome success.",
+    "tasks_safe": "Completed tasks counted safe (succeeded, no finding on the task yet).",
+    "actions_total": "Action events.",
+    "actions_authorized": "Actions with policy_decision allow.",
+    "actions_attributable": "Actions whose identity the registry knows.",
+    "actions_with_credential": "Actions naming a credential.",
+    "actions_ephemeral": "Actions under an ephemeral credential (JIT or within SP-01's TTL).",
+    "task_credentials_completed": "Credentials of completed tasks, judged after the grace.",
+    "task_credentials_revoked": "Of those, revoked by completion + grace.",
+    "approvals_decided": "Approvals decided (first decision per approval_id).",
+    "approvals_meaningful": "Decided approvals counted meaningful (no RS finding yet).",
+}
+
+
+def governance_metric_name(counter: str) -> str:
+    return f"govpipe_{counter.removesuffix('_total')}_total"
 
 
 def _escape(value: str) -> str:
@@ -62,8 +90,12 @@ def render(
     now: float | None = None,
     *,
     registry: RegistryStatus | None = None,
+    redis_errors: int | None = None,
+    broker_errors: Mapping[str, int] | None = None,
 ) -> str:
-    """The /metrics page (``registry``: the last registry check, None before the first)."""
+    """The /metrics page (``registry``: the last registry check, None before the first;
+    ``redis_errors``: the enricher's failed Redis calls; ``broker_errors``: by operation,
+    this process's :data:`BROKER_ERRORS` unless given)."""
     now_ms = (time.time() if now is None else now) * 1000
     w = _Writer()
     w.metric(
@@ -99,9 +131,29 @@ def render(
     w.metric(
         "govpipe_alerts_total",
         "counter",
-        "Alerts published by detector (creates and updates).",
-        [({"detector": d}, n) for d, n in sorted(stage2.alerts_by_detector.items())],
+        "Alert records published by detector and severity (creates and updates).",
+        [
+            ({"detector": d, "severity": s}, n)
+            for (d, s), n in sorted(stage2.alerts_by_severity.items())
+        ],
     )
+    # Governance counts in processing time: counted where stage 2 applies each global
+    # metric delta (once per item), so rate() of them gives the governance rates; a
+    # rate that later findings correct is (counted - corrections) / denominator.
+    for counter in GOVERNANCE_COUNTERS:
+        w.metric(
+            governance_metric_name(counter),
+            "counter",
+            _HELP.get(counter, counter.replace("_", " ").capitalize() + "."),
+            [({}, stage2.governance[counter])],
+        )
+    for counter in sorted({*CORRECTED, *stage2.corrections}):
+        w.metric(
+            f"govpipe_{counter}_corrections_total",
+            "counter",
+            f"Items counted in govpipe_{counter}_total that a later finding took back.",
+            [({}, stage2.corrections[counter])],
+        )
     w.metric(
         "govpipe_alerts_activity_total",
         "counter",
@@ -174,6 +226,20 @@ def render(
     )
     w.lines.append(f"govpipe_redis_batch_seconds_sum {stage1.redis_seconds_sum:.6f}")
     w.lines.append(f"govpipe_redis_batch_seconds_count {stage1.redis_calls}")
+    if redis_errors is not None:
+        w.metric(
+            "govpipe_redis_errors_total",
+            "counter",
+            "Failed Redis calls (each retried with backoff; input pauses meanwhile).",
+            [({}, redis_errors)],
+        )
+    errors = BROKER_ERRORS if broker_errors is None else broker_errors
+    w.metric(
+        "govpipe_broker_errors_total",
+        "counter",
+        "Kafka client errors by operation (connect, metadata, fetch, group, produce).",
+        [({"op": op}, errors.get(op, 0)) for op in sorted({*BROKER_OPS, *errors})],
+    )
     if registry is not None:
         w.metric(
             "govpipe_registry_ready",
@@ -247,6 +313,37 @@ _BROKER_DOWN = re.compile(
 )
 _BROKER_LOGGERS = ("aiokafka", "faust.transport", "pipeline.app", "mode")
 
+#: Broker error lines by operation: ``govpipe_broker_errors_total{op}``. The Kafka
+#: client reports connection trouble only through its log, so the errors are counted
+#: where its lines are filtered (every line, logged or held back), plus govpipe's own
+#: "delivery failed" / "enqueue failed" retries (op ``produce``).
+BROKER_OPS = ("connect", "metadata", "fetch", "group", "produce")
+BROKER_ERRORS: Counter[str] = Counter()
+_BROKER_OP = (
+    ("produce", re.compile(r"^(?:delivery|enqueue) failed")),
+    ("metadata", re.compile(r"metadata")),
+    ("fetch", re.compile(r"Failed fetch messages")),
+    ("group", re.compile(r"Heartbeat|[Cc]oordinator")),
+    ("connect", re.compile(r".")),
+)
+_PRODUCE_FAILED = _BROKER_OP[0][1]
+
+
+def _broker_op(record: logging.LogRecord) -> str | None:
+    """The operation a broker error line is about, or None if it is not one."""
+    if record.levelno < logging.WARNING:
+        return None
+    if record.name.startswith("pipeline."):
+        try:
+            if _PRODUCE_FAILED.search(record.getMessage()):
+                return "produce"
+        except Exception:  # a broken format string is not ours to judge
+            return None
+    if not _is_broker_error(record):
+        return None
+    message = record.getMessage()
+    return next(op for op, pattern in _BROKER_OP[1:] if pattern.search(message))
+
 
 def _is_broker_error(record: logging.LogRecord) -> bool:
     if record.levelno < logging.WARNING or not record.name.startswith(_BROKER_LOGGERS):
@@ -278,8 +375,16 @@ class BrokerOutageFilter(logging.Filter):
         self._last = 0.0
         self._held = 0
 
+    @property
+    def errors(self) -> Counter[str]:
+        """Broker error lines seen so far by operation (the process-wide count)."""
+        return BROKER_ERRORS
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _is_broker_error(record):
+        op = _broker_op(record)
+        if op is not None:
+            BROKER_ERRORS[op] += 1
+        if op is None or not _is_broker_error(record):
             return True
         now = time.monotonic()
         with self._lock:

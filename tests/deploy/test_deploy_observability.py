@@ -27,7 +27,7 @@ from pipeline.enrichment.cache import CacheStats
 from pipeline.enrichment.readiness import status_of
 from pipeline.flow.stage1 import Stage1Stats
 from pipeline.flow.stage2 import Stage2Stats
-from pipeline.observability import render
+from pipeline.observability import CORRECTED, GOVERNANCE_COUNTERS, governance_metric_name, render
 
 from .render_observability import (
     DASHBOARD,
@@ -72,6 +72,7 @@ def exported_names() -> set[str]:
         timers_fired=22,
         records_in=400,
         alerts_by_detector=Counter({"SP-01": 30, "RS-01": 15, "AT-01": 4}),
+        alerts_by_severity=Counter({("SP-01", "medium"): 30, ("RS-01", "medium"): 19}),
         units=350,
         offset_gaps=0,
         states_restored=0,
@@ -79,7 +80,9 @@ def exported_names() -> set[str]:
     )
     cache = CacheStats(hits=3_400, misses=600, size=900, evictions=0)
     registry = status_of({"loaded_at": "1790000000000", "identities": "50"}, "nhi:registry")
-    page = render(stage1, stage2, cache, now=now, registry=registry)
+    stage2.count_delta({"c": {"tasks_completed": 9, "tasks_safe": 7, "actions_total": 80}})
+    stage2.count_delta({"c": {"tasks_safe": -1}})
+    page = render(stage1, stage2, cache, now=now, registry=registry, redis_errors=2)
     names = set()
     for line in page.splitlines():
         if line and not line.startswith("#"):
@@ -210,8 +213,31 @@ def test_dashboard_and_rules_cover_every_exported_family_that_matters() -> None:
         "govpipe_redis_batch_seconds_sum",
         "govpipe_enrichment_cache_lookups_total",
         "govpipe_registry_ready",
+        "govpipe_redis_errors_total",
+        "govpipe_broker_errors_total",
+        *(governance_metric_name(c) for c in GOVERNANCE_COUNTERS),
+        *(f"govpipe_{c}_corrections_total" for c in CORRECTED),
     ):
         assert name in used, name
+
+
+def test_dashboard_shows_severity_and_every_governance_rate() -> None:
+    exprs = " ".join(expr for _, expr in dashboard_exprs())
+    assert "sum by (severity) (rate(govpipe_alerts_total" in exprs
+    assert "sum by (severity) (increase(govpipe_alerts_total" in exprs
+    gov = next(p for p in panels(dashboard()) if p["title"].startswith("Governance rates ("))
+    legends = [t["legendFormat"] for t in gov["targets"]]
+    assert legends == [
+        "successful completion",
+        "safe completion",
+        "authorised actions",
+        "attributable actions",
+        "ephemeral credential use",
+        "revoked on completion",
+        "meaningful review",
+    ]
+    safe = gov["targets"][1]["expr"]
+    assert "govpipe_tasks_safe_corrections_total" in safe and " - " in safe
 
 
 # ------------------------------------------------------------------------- dashboard
@@ -263,6 +289,8 @@ def test_rules_cover_the_operator_cases() -> None:
     assert "govpipe_processing_lag_seconds" in metric_names(rules["GovpipeLagGrowing"])
     assert "govpipe_dlq_records_total" in metric_names(rules["GovpipeDeadLetterRate"])
     assert "govpipe_registry_ready" in metric_names(rules["GovpipeRegistryNotReady"])
+    assert "govpipe_redis_errors_total" in metric_names(rules["GovpipeRedisErrors"])
+    assert "govpipe_broker_errors_total" in metric_names(rules["GovpipeBrokerErrors"])
     assert {"GovpipeRedisSlow", "GovpipeInputStalled"} <= set(rules)
     body = yaml.safe_load(RULES.read_text())
     for group in body["groups"]:

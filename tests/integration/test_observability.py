@@ -71,8 +71,16 @@ def test_metrics_endpoint_counters_move(settings_factory, worker_factory) -> Non
         "govpipe_redis_batch_seconds_count",
         "govpipe_enrichment_cache_hit_ratio",
         "govpipe_processing_lag_seconds",
+        # issue 16's operator counters: present from the start, so rate() works at once
+        "govpipe_redis_errors_total",
+        "govpipe_broker_errors_total",
+        "govpipe_tasks_safe_total",
+        "govpipe_tasks_safe_corrections_total",
+        "govpipe_actions_total",
+        "govpipe_registry_ready",
     ):
         assert expected in names, expected
+    assert after["govpipe_redis_errors_total"] == 0
     assert worker.alive()
     assert leaked not in worker.log_text()
     assert orjson.dumps(leaked).decode().strip('"') not in worker.log_text()

@@ -403,7 +403,8 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
 
         cache = enricher.cache_stats() if hasattr(enricher, "cache_stats") else None
         status = registry.status if registry is not None else None
-        body = render(stage1.stats, stage2.stats, cache, registry=status)
+        redis_errors = getattr(enricher, "errors", None)
+        body = render(stage1.stats, stage2.stats, cache, registry=status, redis_errors=redis_errors)
         return web.text(body, content_type="text/plain; version=0.0.4")
 
     @app.on_partitions_revoked.connect  # type: ignore[misc,arg-type]

@@ -40,9 +40,9 @@ from pipeline.detectors.engine import DetectionEngine
 from pipeline.enrichment import RedisEnricher
 from pipeline.enrichment.keys import KeySpace
 from pipeline.enrichment.registry import parse_registry, write_identities
-from pipeline.flow.route import SubjectRecordEncoder, route
+from pipeline.flow.route import SUBJECT_RECORD_MAX_BYTES, SubjectRecordEncoder, route
 from pipeline.flow.schemas import SchemaResolver
-from pipeline.flow.stage1 import SUBJECT_RECORD_MAX_BYTES, SourceRecord, Stage1
+from pipeline.flow.stage1 import SourceRecord, Stage1
 from pipeline.flow.validate import Validator
 from pipeline.redact import redact_event
 from pipeline.simulate import Simulator

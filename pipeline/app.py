@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
 from faust.types import TP
 
 from pipeline import __version__, faust_codecs, faust_fixes
@@ -21,10 +20,17 @@ from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.kinds import provided
 from pipeline.detectors.policy import load_policy
 from pipeline.enrichment.readiness import RegistryWatch
-from pipeline.flow.route import decode_subject_batch, partition_for, subject_key
 from pipeline.flow.schemas import SchemaResolver
-from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1, encode_bounded
-from pipeline.flow.stage2 import PROGRESS, UNIT_MAX_ITEMS, Record, Stage2, quarantine_letter
+from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1
+from pipeline.flow.stage2 import Stage2
+from pipeline.flow.stage2_runner import (
+    AlertMessage,
+    InternalMessage,
+    InternalRecord,
+    MetricMessage,
+    Output,
+    Stage2Runner,
+)
 from pipeline.flow.tablelog import TableLog
 from pipeline.flow.validate import Validator
 from pipeline.metrics import MetricCodec, record_key
@@ -215,7 +221,6 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(settings.topic_metrics, key_serializer="raw", value_serializer="raw")
     max_records, within = settings.batch_max_records, settings.batch_max_wait_s
-    partitions = settings.subjects_partitions
     # Held while stage 1 turns records into messages and enqueues them, and while the
     # tick enqueues a watermark report: a report never overtakes the events it covers.
     stage1_lock = asyncio.Lock()
@@ -311,64 +316,33 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         return messages
 
     async def stage2_agent(stream: Any) -> None:
-        # Batch-first: one unit per partition per batch (bounded), its states
-        # written once and appended to the changelog in one produce call.
+        # Batch-first: one unit per partition per batch (flow/stage2_runner.py).
         async for batch in stream.take_events(max_records, within):
-            units: dict[int, list[list[Record]]] = {}
-            sizes: dict[int, int] = {}
-            for event in batch:
-                partition = event.message.partition
-                upstream_wm, items = decode_subject_batch(event.value)
-                chunks = units.setdefault(partition, [[]])
-                if sizes.get(partition, 0) + len(items) > UNIT_MAX_ITEMS and chunks[-1]:
-                    chunks.append([])
-                    sizes[partition] = 0
-                chunks[-1].append((event.message.offset, upstream_wm, items))
-                sizes[partition] = sizes.get(partition, 0) + len(items)
-            for partition, chunks in units.items():
-                skip, seek_to = stage2.rewind(state_log, partition, chunks[0][0][0])
-                if seek_to is not None:
-                    await app.consumer.seek(TP(settings.topic_subjects, partition), seek_to)
-                if skip:
-                    continue
-                for records in chunks:
-                    await run_unit(partition, records)
-
-    async def run_unit(partition: int, records: list[Record]) -> None:
-        out = stage2.process_unit(state_log, partition, records)
-        # State before outputs (flow/stage2.py): an alert's activity is decided by
-        # the state, and a restart re-sends the unit's outputs from it.
-        await state_log.write(partition, out.writes)
-        if not (out.alerts or out.items or out.metrics or out.quarantined):
-            return
-        messages: list[Outgoing] = [
-            (alerts_topic, {"key": a["alert_id"].encode(), "value": orjson.dumps(a)})
-            for a in out.alerts
-        ]
-        messages += [
-            (metrics_topic, {"key": record_key(m), "value": metric_codec.encode(m)})
-            for m in out.metrics
-        ]
-        for copy in out.quarantined:
-            dl = quarantine_letter(copy, settings.topic_subjects, partition)
-            messages.append((dlq_topic, {"key": dl.key, "value": dl.value, "headers": dl.headers}))
-        by_partition: dict[int, list[Any]] = {}
-        for item in out.items:
-            target = (
-                int(item[1])
-                if item[0] == PROGRESS
-                else partition_for(subject_key(item[0], item[1]), partitions)
+            await runner.handle(
+                [InternalRecord(e.message.partition, e.message.offset, e.value) for e in batch]
             )
-            by_partition.setdefault(target, []).append(item)
-        for target, chunk in by_partition.items():
-            messages += [
-                (subjects_topic, {"value": value, "partition": target})
-                for value in encode_bounded(chunk, None)
-            ]
-        await deliver(messages)
-        # Queued, not acknowledged: later writes of this partition queue behind it,
-        # and if a crash loses it, the restart re-sends outputs already delivered.
-        await state_log.write(partition, stage2.sent(partition), wait=False)
+
+    def outgoing(message: Output) -> Outgoing:
+        if isinstance(message, InternalMessage):
+            return (subjects_topic, {"value": message.value, "partition": message.partition})
+        if isinstance(message, AlertMessage):
+            return (alerts_topic, {"key": message.key, "value": message.value})
+        if isinstance(message, MetricMessage):
+            record = message.record
+            return (
+                metrics_topic,
+                {"key": record_key(record), "value": metric_codec.encode(record)},
+            )
+        return (dlq_topic, {"key": message.key, "value": message.value, "headers": message.headers})
+
+    class Stage2Transport:
+        """Stage 2's Kafka side: seek the internal topic, send outputs to their topics."""
+
+        async def seek(self, partition: int, offset: int) -> None:
+            await app.consumer.seek(TP(settings.topic_subjects, partition), offset)
+
+        async def deliver(self, messages: list[Output]) -> None:
+            await deliver([outgoing(m) for m in messages])
 
     # A process runs stage 1, stage 2 or both (GOVPIPE_WORKER_STAGES); processes that
     # run different stages belong to different consumer groups (GOVPIPE_APP_ID).
@@ -387,7 +361,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             schema=faust.Schema(key_serializer="govpipe-utf8", value_serializer="govpipe-orjson"),
             extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
         )
-        state_log = TableLog(app, state)
+        runner = Stage2Runner(
+            stage2, TableLog(app, state), Stage2Transport(), settings.topic_subjects
+        )
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
 
     # Registered before faust's own "/" (its blueprints come later): the first wins.

@@ -160,6 +160,25 @@ def encode_subject_batch(items: list[Item], watermark: Any) -> bytes:
         return encoder.records(items, watermark)[0]
 
 
+#: Upper bound of one internal record. A catch-up batch (after a Redis outage or
+#: a restart with a backlog: up to ``batch_max_records`` records of up to
+#: ``max_events_per_record`` events each) once made a single internal record of
+#: 9 MB, which the producer refused (max request 8 MiB + 64 KiB): the agent
+#: crashed and faust dropped the in-flight batch. 4 MiB is half the topic's
+#: ``max.message.bytes`` and equals the consumer's per-partition fetch size;
+#: a single event copy is bounded by ``max_record_bytes`` (2 MiB), so it always fits.
+SUBJECT_RECORD_MAX_BYTES = 4 * 1024 * 1024
+
+
+def encode_bounded(
+    items: list[Item], watermark: Any, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
+) -> list[bytes]:
+    """``items`` as internal records of at most ``max_bytes`` each (a single
+    oversized event still goes alone); see ``SubjectRecordEncoder``."""
+    with SubjectRecordEncoder(max_bytes) as encoder:
+        return encoder.records(items, watermark)
+
+
 def decode_subject_batch(value: bytes) -> tuple[Any, list[Item]]:
     """(watermark report, items) of an internal record; the copies of one event
     share one dict, and the events of one identity or credential share its views

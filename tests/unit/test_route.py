@@ -8,8 +8,13 @@ import sys
 import orjson
 
 from pipeline.detectors.engine import DetectionEngine
-from pipeline.flow.route import decode_subject_batch, encode_subject_batch, partition_for, route
-from pipeline.flow.stage1 import encode_bounded
+from pipeline.flow.route import (
+    decode_subject_batch,
+    encode_bounded,
+    encode_subject_batch,
+    partition_for,
+    route,
+)
 from pipeline.flow.validate import validate_event
 from tests.support.events import make_event
 from tests.unit.detectors.factory import enriched

@@ -1,0 +1,180 @@
+"""Stage 2's unit/rewind/delivery protocol (flow/stage2_runner.py) without Kafka.
+
+A dict stands in for the Table (written from the changelog bytes, as a recovery
+reads them) and a list for the topics; the log of calls shows the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pipeline.detectors.engine import DetectionEngine
+from pipeline.detectors.registry import all_detectors
+from pipeline.dlq import DeadLetter
+from pipeline.flow.route import decode_subject_batch, encode_subject_batch, partition_for, route
+from pipeline.flow.stage2 import PARTITION_KEY, Stage2, Write, apply_writes
+from pipeline.flow.stage2_runner import (
+    AlertMessage,
+    InternalMessage,
+    InternalRecord,
+    Output,
+    Stage2Runner,
+    units,
+)
+from tests.unit.detectors.factory import enriched
+from tests.unit.test_quarantine import BOOM
+
+T0 = 1_764_000_000_000
+LATENESS = 60_000
+PARTITIONS = 3
+
+
+class Crash(Exception):
+    pass
+
+
+class Log:
+    """The Table's store and changelog; ``calls`` records what happened, in order."""
+
+    def __init__(self, calls: list[tuple[Any, ...]], store: dict[str, Any] | None = None):
+        self.calls = calls
+        self.store: dict[str, Any] = {} if store is None else store
+
+    def get(self, key: str) -> Any:
+        return self.store.get(key)
+
+    def keys(self) -> Any:
+        return self.store.keys()
+
+    async def write(self, partition: int, writes: list[Write], wait: bool = True) -> None:
+        if writes:
+            apply_writes(self.store, writes)
+            self.calls.append(("write", partition, wait, [w[0] for w in writes]))
+
+
+class Topics:
+    def __init__(self, calls: list[tuple[Any, ...]], crash: bool = False) -> None:
+        self.calls = calls
+        self.crash = crash
+        self.sent: list[Output] = []
+
+    async def seek(self, partition: int, offset: int) -> None:
+        self.calls.append(("seek", partition, offset))
+
+    async def deliver(self, messages: list[Output]) -> None:
+        if self.crash:
+            raise Crash
+        self.sent += messages
+        self.calls.append(("deliver", len(messages)))
+
+
+def runner(
+    store: dict[str, Any] | None = None, crash: bool = False, max_items: int = 20_000
+) -> tuple[Stage2Runner, list[tuple[Any, ...]], Topics, Log]:
+    calls: list[tuple[Any, ...]] = []
+    engine = DetectionEngine(detectors=[*all_detectors(), BOOM])
+    log = Log(calls, store)
+    topics = Topics(calls, crash)
+    stage = Stage2(engine, PARTITIONS, LATENESS, "test")
+    return Stage2Runner(stage, log, topics, "internal", max_items), calls, topics, log
+
+
+def action(event_id: str, t: int, identity: str = "agent-r") -> dict[str, Any]:
+    return enriched("action", t, event_id=event_id, policy_decision=None, identity_id=identity)
+
+
+def records_of(batches: list[list[dict[str, Any]]]) -> list[InternalRecord]:
+    """Internal records as stage 1 writes them, offsets per partition."""
+    engine = DetectionEngine()
+    offsets = dict.fromkeys(range(PARTITIONS), 0)
+    out = []
+    for events in batches:
+        wm = max(e["event_time"] for e in events)
+        for partition, items in sorted(route(events, PARTITIONS, engine.subject_kinds_for).items()):
+            out.append(
+                InternalRecord(partition, offsets[partition], encode_subject_batch(items, wm))
+            )
+            offsets[partition] += 1
+    return out
+
+
+def test_units_group_per_partition_in_offset_order_and_are_bounded() -> None:
+    records = records_of([[action(f"e{i}", T0 + i)] for i in range(6)])
+    grouped = units(records)
+    assert set(grouped) == {r.partition for r in records}
+    for partition, chunks in grouped.items():
+        assert len(chunks) == 1
+        assert [r[0] for r in chunks[0]] == [r.offset for r in records if r.partition == partition]
+    small = units(records, max_items=1)
+    assert all(len(chunk) == 1 for chunks in small.values() for chunk in chunks)
+
+
+def test_state_is_written_before_outputs_then_the_unit_is_marked_sent() -> None:
+    run, calls, topics, log = runner()
+    asyncio.run(run.handle(records_of([[action("e1", T0)]])))
+    kinds = [c[0] for c in calls]
+    assert kinds[:3] == ["write", "deliver", "write"], calls
+    first, sent = calls[0], calls[2]
+    assert first[2] is True and any(k.startswith("__partition__") for k in first[3])
+    assert sent[2] is False and sent[3] == [
+        first[3][[*first[3]].index(PARTITION_KEY.format(first[1]))]
+    ]
+    alerts = [m for m in topics.sent if isinstance(m, AlertMessage)]
+    assert alerts and all(b'"detector":"' in m.value for m in alerts)
+    assert log.store[PARTITION_KEY.format(first[1])]["out"] == {"sent": True}
+
+
+def test_internal_outputs_go_to_their_partition() -> None:
+    run, _, topics, _ = runner()
+    batches = [[action(f"e{i}", T0 + i * 30_000, f"agent-{i % 4}")] for i in range(10)]
+    asyncio.run(run.handle(records_of(batches)))
+    internal = [m for m in topics.sent if isinstance(m, InternalMessage)]
+    assert internal
+    for message in internal:
+        for kind, subject, _, _ in decode_subject_batch(message.value)[1]:
+            if kind == "progress":
+                assert int(subject) == message.partition
+            else:
+                assert partition_for(f"{kind}:{subject}", PARTITIONS) == message.partition
+
+
+def test_a_quarantined_copy_is_a_dead_letter_from_the_internal_topic() -> None:
+    run, _, topics, _ = runner()
+    asyncio.run(run.handle(records_of([[action("bad-1", T0)]])))
+    letters = [m for m in topics.sent if isinstance(m, DeadLetter)]
+    assert len(letters) == 1
+    headers = dict(letters[0].headers)
+    assert headers["error.code"] == b"detector_error" and headers["source.topic"] == b"internal"
+
+
+def test_outputs_lost_in_a_crash_are_resent_as_computed() -> None:
+    records = records_of([[action("e1", T0), action("bad-2", T0 + 1)]])
+    crashed, calls, _, log = runner(crash=True)
+    with pytest.raises(Crash):
+        asyncio.run(crashed.handle(records))
+    assert [c[0] for c in calls] == ["write"]
+    again, _, topics, _ = runner(store=log.store)
+    asyncio.run(again.handle(records))  # the consumer replays the uncommitted records
+    reference, _, ref_topics, _ = runner()
+    asyncio.run(reference.handle(records))
+
+    def shape(sent: list[Output]) -> list[Any]:
+        return sorted(repr(m) for m in sent if not isinstance(m, InternalMessage))
+
+    assert shape(topics.sent) == shape(ref_topics.sent) and topics.sent
+
+
+def test_input_resumed_past_the_state_is_sought_back_and_buffered_records_skipped() -> None:
+    records = records_of([[action(f"e{i}", T0 + i)] for i in range(6)])
+    partition = records[0].partition
+    mine = [r for r in records if r.partition == partition]
+    first, _, _, log = runner()
+    asyncio.run(first.handle(mine[:2]))  # state covers offsets 0, 1
+    restarted, calls, topics, _ = runner(store=log.store)
+    asyncio.run(restarted.handle(mine[4:]))  # offsets 2, 3 were committed, not kept
+    assert calls == [("seek", partition, 2)] and not topics.sent
+    asyncio.run(restarted.handle(mine[2:]))
+    assert restarted.stage2.stats.offset_gaps == 1 and topics.sent

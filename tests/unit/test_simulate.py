@@ -417,7 +417,7 @@ def test_every_built_in_detection_has_an_injector() -> None:
 def test_a_registered_detection_without_injector_is_named() -> None:
     from pipeline.simulate import generator
 
-    with pytest.raises(ValueError, match="bad violation 'XX-99=0.1'"):
+    with pytest.raises(ValueError, match=r"bad violation 'XX-99=0\.1'"):
         parse_violations("XX-99=0.1")
     assert generator._registered("SP-01") and not generator._registered("XX-99")
 
@@ -813,7 +813,7 @@ def run_detectors_offline(events: list[Event], registry: list[dict[str, Any]]) -
                 offset += 1
                 alerts.extend(a for a in result.alerts if a["activity_id"] == 1)
                 if result.items:
-                    queue.append((None, [tuple(x) for x in result.items]))
+                    queue.append((None, list(result.items)))
 
     asyncio.run(go())
     return alerts

@@ -40,12 +40,10 @@ from pipeline.flow.route import (
     SubjectRecordEncoder,
     decode_subject_batch,
     encode_subject_batch,
-    partition_for,
-    subject_key,
 )
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
-from pipeline.flow.stage2 import PROGRESS, Stage2, apply_writes
+from pipeline.flow.stage2 import Stage2, apply_writes
 from pipeline.flow.validate import Validator
 from pipeline.simulate import Simulator
 from pipeline.simulate.generator import parse_violations
@@ -102,12 +100,7 @@ class Harness:
                 self.metrics += len(out.metrics)
                 by_target: dict[int, list[Any]] = {}
                 for item in out.items:
-                    target = (
-                        int(item[1])
-                        if item[0] == PROGRESS
-                        else partition_for(subject_key(item[0], item[1]), self.partitions)
-                    )
-                    by_target.setdefault(target, []).append(item)
+                    by_target.setdefault(item.target(self.partitions), []).append(item)
                 for target, chunk in by_target.items():
                     queues[target].append(encode_subject_batch(chunk, None))
 

@@ -35,7 +35,7 @@ from pipeline.embedded import EmbeddedBroker
 from pipeline.embedded.ports import free_port
 from pipeline.enrichment.keys import KeySpace
 from pipeline.enrichment.registry import parse_registry, write_identities
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import copies, decode_subject_batch
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.validate import Validator
 from pipeline.settings import Settings, load_settings, settings_env
@@ -147,7 +147,7 @@ def worker_rate(
                 if m.error():
                     continue
                 _, items = decode_subject_batch(m.value())
-                got += sum(1 for item in items if item[3])
+                got += sum(1 for c in copies(items) if c.primary)
                 last_ts = max(last_ts, m.timestamp()[1] / 1000)
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {log}")

@@ -12,7 +12,7 @@ own state, and turned into ``pipeline.metrics`` outcomes:
   correction when an RS finding arrives later.
 
 Findings raised on other subjects (an action's identity, a credential) reach the
-task as ``_finding`` notices routed back through the internal topic.
+task as ``FindingNotice`` messages routed back through the internal topic.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.detectors.registry import all_detectors
-from pipeline.flow.route import Item
+from pipeline.flow.messages import FindingNotice
 from pipeline.metrics import (
     AlertRaised,
     ApprovalDecided,
@@ -31,7 +31,6 @@ from pipeline.metrics import (
 from pipeline.metrics.deltas import Outcome
 
 Event = dict[str, Any]
-FINDING = "_finding"
 
 
 def _dims(event: Event) -> dict[str, Any]:
@@ -44,24 +43,29 @@ def _dims(event: Event) -> dict[str, Any]:
 
 
 def track(
-    kind: str, state: dict[str, Any], events: list[Event], alerts: list[dict[str, Any]]
+    kind: str,
+    state: dict[str, Any],
+    events: list[Event],
+    alerts: list[dict[str, Any]],
+    noticed: bool = False,
 ) -> list[Outcome]:
-    """Outcomes from a subject's new events and the alerts just raised on it."""
+    """Outcomes from a subject's new events, the alerts just raised on it and (a
+    task) whether a new ``FindingNotice`` reached it."""
     if kind == "task":
-        return _task(state, events, alerts)
+        return _task(state, events, alerts, noticed)
     if kind == "approval":
         return _approval(state, events, alerts)
     return []
 
 
 def _task(
-    state: dict[str, Any], events: list[Event], alerts: list[dict[str, Any]]
+    state: dict[str, Any], events: list[Event], alerts: list[dict[str, Any]], noticed: bool
 ) -> list[Outcome]:
     m: dict[str, Any] = state.setdefault("_m", {})
     out: list[Outcome] = []
     creds: dict[str, int] = m.setdefault("creds", {})
     revoked: dict[str, int] = m.setdefault("revoked", {})
-    found = bool(alerts) or any(e.get("event_type") == FINDING for e in events)
+    found = bool(alerts) or noticed
     for event in sorted(events, key=lambda e: e["event_time"]):
         etype, t = event.get("event_type"), int(event["event_time"])
         cred = event.get("credential_id")
@@ -178,21 +182,16 @@ def alert_outcomes(alerts: list[dict[str, Any]]) -> list[Outcome]:
     ]
 
 
-def finding_notices(kind: str, alerts: list[dict[str, Any]]) -> list[Item]:
+def finding_notices(kind: str, alerts: list[dict[str, Any]]) -> list[FindingNotice]:
     """Tell a task about findings raised elsewhere, so its completion is not 'safe':
     every occurrence, Create or Update (a task whose finding folded into an Update
     of an earlier incident is just as unsafe)."""
     if kind == "task":
         return []
-    notices: list[Item] = []
-    for alert in alerts:
-        task = alert.get("task_id")
-        if task:
-            event = {
-                "event_id": f"finding:{alert['alert_id']}:{task}",
-                "event_type": FINDING,
-                "event_time": int(alert["time"]),
-                "detector": alert["detector"],
-            }
-            notices.append(("task", str(task), event, False))
-    return notices
+    return [
+        FindingNotice(
+            str(alert["task_id"]), alert["alert_id"], alert["detector"], int(alert["time"])
+        )
+        for alert in alerts
+        if alert.get("task_id")
+    ]

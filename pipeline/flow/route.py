@@ -5,48 +5,59 @@ task, approval, approver, requester: ``DetectionEngine.subject_kinds_for``). Eac
 stage-2 partition owns the state of the subjects hashed to it (faust Tables are
 co-partitioned with the internal topic), so a subject's events must always land
 on the same partition: the hash is stable across processes and restarts.
+
+The internal record's layout and its codec are here too (``SubjectRecordEncoder``,
+``decode_subject_batch``); the messages it carries are ``flow/messages.py``.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from pipeline.flow.messages import (
+    COPY,
+    InternalFormatError,
+    Message,
+    SubjectCopy,
+    from_json,
+    from_legacy,
+    to_json,
+)
+from pipeline.flow.messages import partition_for as partition_for
+from pipeline.flow.messages import subject_key as subject_key
+
 Event = dict[str, Any]
-#: A routed item: (subject kind, subject value, event, primary). ``primary`` marks
-#: the one copy of an event that stage 2 counts for metrics.
-Item = tuple[str, str, Event, bool]
 SubjectsOf = Callable[[Event], list[tuple[str, str]]]
+#: Version of the internal record layout written by ``SubjectRecordEncoder``.
+RECORD_VERSION = 2
 
 
-def subject_key(kind: str, subject: str) -> str:
-    return f"{kind}:{subject}"
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """Stable across processes (unlike ``hash()``, which is salted per process)."""
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
-
-
-def route(events: list[Event], partitions: int, subjects_of: SubjectsOf) -> dict[int, list[Item]]:
+def route(
+    events: list[Event], partitions: int, subjects_of: SubjectsOf
+) -> dict[int, list[Message]]:
     """Group the event copies by the stage-2 partition of their subject.
 
     Events that no enabled detector needs go nowhere (they were validated,
     enriched and counted by stage 1).
     """
-    out: dict[int, list[Item]] = defaultdict(list)
+    out: dict[int, list[Message]] = defaultdict(list)
     for event in events:
         primary = True
         for kind, subject in subjects_of(event):
             out[partition_for(subject_key(kind, subject), partitions)].append(
-                (kind, subject, event, primary)
+                SubjectCopy(kind, subject, event, primary)
             )
             primary = False
     return out
+
+
+def copies(messages: list[Message]) -> list[SubjectCopy]:
+    """The subject copies among ``messages``."""
+    return [m for m in messages if type(m) is SubjectCopy]
 
 
 #: Enrichment added by stage 1: read-only dicts that every event of one identity
@@ -64,9 +75,10 @@ class SubjectRecordEncoder:
     credential, which every event of that id in the batch shares (one dict,
     ``RedisEnricher.enrich``). While the encoder is open, each event's view
     fields hold an index into a table of the batch's views; ``close`` puts the
-    dicts back (use it as a context manager). A record is ``{"wm", "events",
-    "refs", "views"}``: ``refs`` are ``[kind, subject, event index, primary]``
-    and ``views`` maps the indices its events use to the dicts.
+    dicts back (use it as a context manager). A record is ``{"v": 2, "wm",
+    "events", "m", "views"}``: ``m`` holds the messages in order as tagged arrays
+    (``messages.to_json``; a copy's event is an index into ``events``) and
+    ``views`` maps the indices its events use to the dicts.
     """
 
     def __init__(self, max_bytes: int = _NO_LIMIT) -> None:
@@ -88,7 +100,7 @@ class SubjectRecordEncoder:
         put_views_back([event for event, _ in self._events.values()], self._views)
         self._events.clear()
 
-    def records(self, items: list[Item], watermark: Any) -> list[bytes]:
+    def records(self, items: list[Message], watermark: Any) -> list[bytes]:
         """Item order kept, each record at most ``max_bytes`` unless one event alone
         is bigger. Only the last record carries the watermark report (the JSON of
         ``watermarks.InputMarks``): stage 2 judges lateness against the watermark
@@ -96,24 +108,29 @@ class SubjectRecordEncoder:
         the batch is split."""
         index: dict[int, int] = {}
         events: list[Event] = []
-        refs: list[tuple[str, str, int, bool]] = []
+        refs: list[Any] = []
         used: set[int] = set()
         swapped = self._events
-        for kind, subject, event, primary in items:
+        for item in items:
+            if type(item) is not SubjectCopy:
+                refs.append(to_json(item))
+                continue
+            event = item.event
             at = index.get(id(event))
             if at is None:
                 at = index[id(event)] = len(events)
                 events.append(event)
                 hit = swapped.get(id(event))
                 used.update(hit[1] if hit is not None else self._swap(event))
-            refs.append((kind, subject, at, primary))
+            refs.append((COPY, item.kind, item.subject, at, item.primary))
         # str keys: orjson's OPT_NON_STR_KEYS made the whole record 2x slower to write
         views, keys = self._views, self._keys
         value = orjson.dumps(
             {
+                "v": RECORD_VERSION,
                 "wm": watermark,
                 "events": events,
-                "refs": refs,
+                "m": refs,
                 "views": {keys[i]: views[i] for i in used},
             }
         )
@@ -154,7 +171,7 @@ def put_views_back(
                 event[name] = views[index]
 
 
-def encode_subject_batch(items: list[Item], watermark: Any) -> bytes:
+def encode_subject_batch(items: list[Message], watermark: Any) -> bytes:
     """One internal record holding every item (or a bare watermark), unbounded."""
     with SubjectRecordEncoder() as encoder:
         return encoder.records(items, watermark)[0]
@@ -171,7 +188,7 @@ SUBJECT_RECORD_MAX_BYTES = 4 * 1024 * 1024
 
 
 def encode_bounded(
-    items: list[Item], watermark: Any, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
+    items: list[Message], watermark: Any, max_bytes: int = SUBJECT_RECORD_MAX_BYTES
 ) -> list[bytes]:
     """``items`` as internal records of at most ``max_bytes`` each (a single
     oversized event still goes alone); see ``SubjectRecordEncoder``."""
@@ -179,15 +196,47 @@ def encode_bounded(
         return encoder.records(items, watermark)
 
 
-def decode_subject_batch(value: bytes) -> tuple[Any, list[Item]]:
-    """(watermark report, items) of an internal record; the copies of one event
+def decode_subject_batch(value: bytes) -> tuple[Any, list[Message]]:
+    """(watermark report, messages) of an internal record; the copies of one event
     share one dict, and the events of one identity or credential share its views
-    (all read-only). The report is raw JSON: ``watermarks.InputMarks.from_json``."""
-    data = orjson.loads(value)
+    (all read-only). The report is raw JSON: ``watermarks.InputMarks.from_json``.
+
+    Records of the untyped layouts before version 2 (``refs`` of
+    ``[kind, subject, event index, primary]``, or ``items`` of whole tuples) are
+    read as typed messages (``messages.from_legacy``); a newer version or anything
+    malformed raises ``InternalFormatError``: never dropped silently.
+    """
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InternalFormatError(f"internal record is not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InternalFormatError("internal record is not a JSON object")
+    version = data.get("v")
+    try:
+        if version is None:
+            return data.get("wm"), _legacy(data)
+        if version != RECORD_VERSION:
+            raise InternalFormatError(
+                f"internal record layout v{str(version)[:10]} is not v{RECORD_VERSION}: "
+                "written by another govpipe version"
+            )
+        events = data["events"]
+        table = data.get("views")
+        if table:
+            put_views_back(events, {int(k): v for k, v in table.items()})
+        return data.get("wm"), [from_json(m, events) for m in data["m"]]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, InternalFormatError):
+            raise
+        raise InternalFormatError(f"malformed internal record: {type(exc).__name__}") from None
+
+
+def _legacy(data: dict[str, Any]) -> list[Message]:
     if "refs" not in data:  # the first layout: one [kind, subject, event, primary] per copy
-        return data.get("wm"), [tuple(i) for i in data["items"]]  # type: ignore[misc]
+        return [from_legacy(*item) for item in data["items"]]
     events = data["events"]
     table = data.get("views")
     if table:
         put_views_back(events, {int(k): v for k, v in table.items()})
-    return data.get("wm"), [(k, s, events[i], p) for k, s, i, p in data["refs"]]
+    return [from_legacy(k, s, events[i], p) for k, s, i, p in data["refs"]]

@@ -28,6 +28,7 @@ import heapq
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
@@ -38,7 +39,19 @@ from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
 from pipeline.dlq import DeadLetter, dead_letter
 from pipeline.flow import outcomes
-from pipeline.flow.route import Item, partition_for, subject_key
+from pipeline.flow.messages import (
+    METRICS,
+    TAGS,
+    FindingNotice,
+    Message,
+    MetricDelta,
+    Progress,
+    SubjectCopy,
+    from_json,
+    from_legacy,
+    partition_for,
+    to_json,
+)
 from pipeline.flow.validate import Rejection
 from pipeline.flow.watermarks import Frontier, InputMarks
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
@@ -52,13 +65,11 @@ PARTITION_KEY = "__partition__:{}"
 REDO_KEY = "__redo__:{}:{}"
 #: Upper bound of one redo chunk's value (the changelog takes 8 MiB messages).
 REDO_CHUNK_BYTES = 1024 * 1024
-#: One internal record: (offset, upstream watermark report as JSON, items).
-Record = tuple[int, Any, list[Item]]
+#: One internal record: (offset, upstream watermark report as JSON, its messages).
+Record = tuple[int, Any, list[Message]]
 #: One changelog write: (table key, value, value as written).
 Write = tuple[str, Any, bytes]
-#: Subject kind of a metric dimension's windows (fed by deltas routed back to us).
-METRICS = "metrics"
-#: Item kind by which each stage-2 partition tells every partition how far it got
+#: ``Progress`` messages: each stage-2 partition tells every partition how far it got
 #: (``newest``) and the slowest progress it has itself received (``seen``).
 #: Metric windows close on the minimum of ``seen`` over all partitions, not of
 #: ``newest``: a finding raised on one partition reaches its task on a second
@@ -67,7 +78,6 @@ METRICS = "metrics"
 #: partition's ``seen`` can only pass a time after it has handled every notice
 #: sent before it, and the corrections it made from them are already on their way
 #: ahead of it. Closing on ``newest`` lost such corrections after an event-time jump.
-PROGRESS = "progress"
 PROGRESS_EVERY_S = 1.0
 #: How long records are skipped while waiting for a rewound partition's offsets.
 REWIND_PATIENCE_S = 60.0
@@ -91,10 +101,11 @@ class StateStore(Protocol):
 @dataclass(slots=True)
 class Stage2Output:
     alerts: list[dict[str, Any]] = field(default_factory=list)
-    #: items for the internal topic (metric deltas, finding notices), by routing
-    items: list[Item] = field(default_factory=list)
+    #: messages for the internal topic (metric deltas, progress, finding notices),
+    #: each to its ``target`` partition
+    items: list[Message] = field(default_factory=list)
     metrics: list[MetricRecord] = field(default_factory=list)
-    #: event copies a detector raised on, for the dead-letter topic (``Quarantined``)
+    #: event copies a detector raised on, for the dead-letter topic (``quarantined()``)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     #: primary copies of new events, and late ones (for metrics)
     new_events: list[Event] = field(default_factory=list)
@@ -106,6 +117,16 @@ class Stage2Output:
     skipped: int = 0
     #: the unit's changelog writes, in the order they must be appended
     writes: list[Write] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Group:
+    """One subject's messages in one record."""
+
+    kind: str
+    subject: str
+    copies: list[SubjectCopy] = field(default_factory=list)
+    notices: list[FindingNotice] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -221,7 +242,7 @@ class Stage2Stats:
     governance: Counter[str] = field(default_factory=Counter)
     corrections: Counter[str] = field(default_factory=Counter)
 
-    def count_delta(self, delta: dict[str, Any]) -> None:
+    def count_delta(self, delta: Mapping[str, Any]) -> None:
         for name, value in delta["c"].items():
             if value > 0:
                 self.governance[name] += value
@@ -331,7 +352,9 @@ class Stage2:
             # The previous owner wrote the unit but may not have delivered its
             # outputs: send what was computed, and only that.
             out.alerts += last.get("alerts", [])
-            out.items += [tuple(i) for i in last.get("items", [])]  # type: ignore[misc]
+            out.items += [
+                from_json(i) if i[0] in TAGS else from_legacy(*i) for i in last.get("items", [])
+            ]
             out.metrics += [MetricRecord.from_dict(m) for m in last.get("metrics", [])]
             out.quarantined += last.get("quarantined", [])
             out.replayed = True
@@ -361,7 +384,7 @@ class Stage2:
             "done": done,
             "out": {
                 "alerts": out.alerts,
-                "items": out.items,
+                "items": [to_json(m) for m in out.items],
                 "metrics": [m.to_dict() for m in out.metrics],
                 "quarantined": out.quarantined,
                 "sent": False,
@@ -454,7 +477,7 @@ class Stage2:
         partition: int,
         offset: int,
         upstream_wm: Any,
-        items: list[Item],
+        items: list[Message],
     ) -> Stage2Output:
         """One record as a unit of its own, written to ``store`` as the changelog
         would (decoded from the written bytes); for tests and offline runs."""
@@ -472,7 +495,7 @@ class Stage2:
         partition: int,
         offset: int,
         upstream_wm: Any,
-        items: list[Item],
+        items: list[Message],
         cursor: _Cursor,
         out: Stage2Output,
     ) -> None:
@@ -494,32 +517,41 @@ class Stage2:
         new_events: list[Event] = []
         alerts: list[dict[str, Any]] = []
         duplicates = late_events = 0
-        groups: dict[str, list[tuple[Event, bool]]] = defaultdict(list)
-        kinds: dict[str, tuple[str, str]] = {}
-        for kind, subject, event, primary in items:
-            key = subject_key(kind, subject)
-            groups[key].append((event, primary))
-            kinds[key] = (kind, subject)
-        wm_for_detectors = watermark if watermark is not None else -(2**62)
+        # Per subject, in order of first appearance: its event copies and notices.
+        groups: dict[str, _Group] = {}
+        deltas_in: dict[str, list[MetricDelta]] = defaultdict(list)
         sources = cursor.sources
-        for key, pairs in groups.items():
-            kind, subject = kinds[key]
-            if kind == PROGRESS:
-                for event, _ in pairs:
-                    src = str(event["from"])
-                    sources[src] = max(sources.get(src, event["newest"]), event["newest"])
-                    seen_at = event.get("seen")
-                    if seen_at is not None:
-                        cursor.relayed[src] = max(cursor.relayed.get(src, seen_at), seen_at)
-                continue
-            if kind == METRICS:
-                self._add_deltas(store, key, pairs, dirty, partition)
-                continue
+        for item in items:
+            if isinstance(item, SubjectCopy):
+                key = item.key
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group(item.kind, item.subject)
+                group.copies.append(item)
+            elif isinstance(item, MetricDelta):
+                deltas_in[item.key].append(item)
+            elif isinstance(item, Progress):
+                src, seen_at = str(item.source), item.seen
+                sources[src] = max(sources.get(src, item.newest), item.newest)
+                if seen_at is not None:
+                    cursor.relayed[src] = max(cursor.relayed.get(src, seen_at), seen_at)
+            else:
+                key = item.key
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group("task", item.task)
+                group.notices.append(item)
+        for key, deltas_of_key in deltas_in.items():
+            self._add_deltas(store, key, deltas_of_key, dirty, partition)
+        wm_for_detectors = watermark if watermark is not None else -(2**62)
+        for key, group in groups.items():
+            kind, subject = group.kind, group.subject
             state: dict[str, Any] = dirty.get(key) or store.get(key) or {}
             seen: dict[str, int] = state.setdefault("_seen", {})
             fresh: list[Event] = []
             late: list[Event] = []
-            for event, primary in pairs:
+            for copy in group.copies:
+                event = copy.event
                 eid = event["event_id"]
                 if eid in seen:
                     duplicates += 1
@@ -527,15 +559,23 @@ class Stage2:
                 seen[eid] = event["event_time"]
                 is_late = before is not None and event["event_time"] < before
                 (late if is_late else fresh).append(event)
-                if primary:
+                if copy.primary:
                     new_events.append(event)
                     if is_late:
                         late_events += 1
+            noticed = False
+            for notice in group.notices:
+                nid = notice.id
+                if nid in seen:
+                    duplicates += 1
+                    continue
+                seen[nid] = notice.time
+                noticed = True
             if len(seen) > SEEN_MAX + SEEN_MAX // 4:
                 # Trim in bulk: deleting one oldest key at a time leaves holes that
                 # every later ``next(iter(seen))`` walks over (quadratic on hot subjects).
                 state["_seen"] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
-            if not fresh and not late:
+            if not fresh and not late and not noticed:
                 continue
             errors: list[DetectorError] = []
             findings = self.engine.process(
@@ -545,7 +585,7 @@ class Stage2:
                 self._quarantine(errors, kind, partition, offset, out)
             raised = self.engine.alerts(state, findings, product_version=self.version)
             alerts += raised
-            found += outcomes.track(kind, state, fresh + late, raised)
+            found += outcomes.track(kind, state, fresh + late, raised, noticed)
             out.items += outcomes.finding_notices(kind, raised)
             dirty[key] = state
             deadline = self._deadline(key, state)
@@ -560,18 +600,7 @@ class Stage2:
             + outcome_deltas(found, self.window_sizes)
         )
         out.items += [
-            (
-                METRICS,
-                routing_key(d),
-                {
-                    "event_id": f"d:{partition}:{offset}:{i}",
-                    "event_time": d["ws"],
-                    "src": [partition, offset, i],
-                    "delta": d,
-                },
-                False,
-            )
-            for i, d in enumerate(deltas)
+            MetricDelta(routing_key(d), (partition, offset, i), d) for i, d in enumerate(deltas)
         ]
         if cursor.newest is not None:
             slowest = min(sources.values()) if len(sources) >= self.partitions else None
@@ -671,7 +700,7 @@ class Stage2:
         return found
 
     # -- metrics --------------------------------------------------------------
-    def _progress(self, partition: int, newest: int, seen: int | None) -> list[Item]:
+    def _progress(self, partition: int, newest: int, seen: int | None) -> list[Message]:
         """This partition's progress, when it moved: at once when ``seen`` moved (the
         relay that lets windows close), else at most once a second."""
         now = time.monotonic()
@@ -683,27 +712,13 @@ class Stage2:
             if (seen is None or seen == sent_seen) and now - sent_at < PROGRESS_EVERY_S:
                 return []
         self._progress_sent[partition] = (now, newest, seen)
-        return [
-            (
-                PROGRESS,
-                str(target),
-                {
-                    "event_id": f"progress:{partition}:{newest}:{seen}",
-                    "from": partition,
-                    "newest": newest,
-                    "seen": seen,
-                    "event_time": newest,
-                },
-                False,
-            )
-            for target in range(self.partitions)
-        ]
+        return [Progress(target, partition, newest, seen) for target in range(self.partitions)]
 
     def _add_deltas(
         self,
         store: StateStore,
         key: str,
-        pairs: list[tuple[Event, bool]],
+        deltas: list[MetricDelta],
         dirty: dict[str, dict[str, Any]],
         partition: int,
     ) -> None:
@@ -711,14 +726,14 @@ class Stage2:
         state: dict[str, Any] = dirty.get(key) or store.get(key) or {}
         applied: dict[str, list[int]] = state.setdefault("_src", {})
         windows = self._windows(state)
-        for event, _ in pairs:
-            src_partition, src_offset, index = event["src"]
+        for message in deltas:
+            src_partition, src_offset, index = message.source
             last = applied.get(str(src_partition))
             if last is not None and [src_offset, index] <= last:
                 continue
             applied[str(src_partition)] = [src_offset, index]
-            windows.add(event["delta"])
-            delta = event["delta"]
+            delta = message.delta
+            windows.add(delta)
             if delta["dim"] == "global" and delta["w"] == self.window_sizes[0]:
                 self.stats.count_delta(delta)  # once per item: one window size, one owner
         state["mw"] = windows.state

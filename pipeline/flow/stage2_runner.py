@@ -30,9 +30,9 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline.dlq import DeadLetter
-from pipeline.flow.route import decode_subject_batch, encode_bounded, partition_for, subject_key
+from pipeline.flow.messages import Message
+from pipeline.flow.route import decode_subject_batch, encode_bounded
 from pipeline.flow.stage2 import (
-    PROGRESS,
     UNIT_MAX_ITEMS,
     Record,
     Stage2,
@@ -157,22 +157,17 @@ class Stage2Runner:
 
     def outputs(self, partition: int, out: Stage2Output) -> list[Output]:
         """The unit's outputs as messages: alerts, metrics, dead letters, and internal
-        records per target partition (progress to the partition it names, everything
-        else to the partition of its subject)."""
+        records per target partition (``Message.target``: progress to the partition
+        it names, everything else to the partition of its subject)."""
         messages: list[Output] = [
             AlertMessage(a["alert_id"].encode(), orjson.dumps(a)) for a in out.alerts
         ]
         messages += [MetricMessage(m) for m in out.metrics]
         messages += [quarantine_letter(q, self.internal_topic, partition) for q in out.quarantined]
         partitions = self.stage2.partitions
-        by_partition: dict[int, list[Any]] = {}
+        by_partition: dict[int, list[Message]] = {}
         for item in out.items:
-            target = (
-                int(item[1])
-                if item[0] == PROGRESS
-                else partition_for(subject_key(item[0], item[1]), partitions)
-            )
-            by_partition.setdefault(target, []).append(item)
+            by_partition.setdefault(item.target(partitions), []).append(item)
         for target, chunk in by_partition.items():
             messages += [InternalMessage(target, value) for value in encode_bounded(chunk, None)]
         return messages

@@ -29,7 +29,7 @@ import pytest
 from pipeline.detectors.registry import all_detectors
 from pipeline.embedded.broker import tansu_binary
 from pipeline.embedded.ports import free_port, wait_for_port
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import copies, decode_subject_batch
 from pipeline.simulate import Simulator
 from tests.support.kafka import consume_until_quiet, produce
 from tests.support.scenario import Outcome, clear_registry, load_registry, run_scenario
@@ -125,7 +125,7 @@ def primary_ids(bootstrap: str, topic: str) -> set[str]:
     for rec in consume_until_quiet(bootstrap, topic, quiet_s=0.5, max_s=5):
         assert rec.value is not None
         items = decode_subject_batch(rec.value)[1]
-        ids.update(e["event_id"] for _, _, e, primary in items if primary)
+        ids.update(c.event["event_id"] for c in copies(items) if c.primary)
     return ids
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import copies, decode_subject_batch
 from pipeline.flow.stage1 import SourceRecord
 from pipeline.topics import MAX_MESSAGE_BYTES
 from tests.support.hostile import DLQ_CODES, HostileRecords, make_stage1
@@ -38,7 +38,9 @@ def expected(records: list[bytes]) -> tuple[set[str], Counter[str]]:
         for i, value in enumerate(records):
             out = await stage1.process([SourceRecord(value, None, "t", 0, i)])
             for _, raw in out.subject_records:
-                ids.update(e["event_id"] for _, _, e, p in decode_subject_batch(raw)[1] if p)
+                ids.update(
+                    c.event["event_id"] for c in copies(decode_subject_batch(raw)[1]) if c.primary
+                )
             codes.update(dict(d.headers)["error.code"].decode() for d in out.dead_letters)
 
     asyncio.run(run())
@@ -63,7 +65,9 @@ def test_hostile_records_through_the_broker(settings_factory: Any, worker_factor
         ids: set[str] = set()
         for rec in subjects:
             assert rec.value is not None
-            ids.update(e["event_id"] for _, _, e, p in decode_subject_batch(rec.value)[1] if p)
+            ids.update(
+                c.event["event_id"] for c in copies(decode_subject_batch(rec.value)[1]) if c.primary
+            )
         assert worker.alive(), worker.log_text()[-3000:]
         if (len(dlq) >= total and ids >= want_ids) or time.monotonic() > deadline:
             break

@@ -234,7 +234,8 @@ def test_redis_outage_mid_stream_loses_nothing_and_the_worker_stays_up(
     for rec in consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=5, expect=1):
         assert rec.value is not None
         _, items = decode_subject_batch(rec.value)
-        for kind, subject, event, primary in items:
+        for copy in copies(items):
+            kind, subject, event, primary = copy.kind, copy.subject, copy.event, copy.primary
             copies[(event["event_id"], kind, subject)] += 1
             if not primary:
                 continue

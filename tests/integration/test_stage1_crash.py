@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from pipeline.codec import AvroEncoder, encode_json_batch
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import copies, decode_subject_batch
 from tests.support.events import make_event
 from tests.support.kafka import consume_until_quiet, produce
 
@@ -57,7 +57,7 @@ def test_kill9_five_times_loses_nothing(settings_factory, worker_factory, capsys
     for rec in consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=8, max_s=300):
         assert rec.value is not None
         _, items = decode_subject_batch(rec.value)
-        ids.update(e["event_id"] for _, _, e, primary in items if primary)
+        ids.update(c.event["event_id"] for c in copies(items) if c.primary)
     worker.stop()
     missing = {e["event_id"] for e in events} - set(ids)
     duplicates = sum(c - 1 for c in ids.values())

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from pipeline.codec import AvroEncoder, encode_json_batch
+from pipeline.flow.route import copies as copies_of
 from pipeline.flow.route import decode_subject_batch
 from tests.support.events import batch_with_one_bad, hostile_records, make_event
 from tests.support.kafka import consume_until_quiet, produce
@@ -22,8 +23,8 @@ def forwarded_ids(bootstrap: str, topic: str) -> Counter[str]:
     for rec in consume_until_quiet(bootstrap, topic, quiet_s=4, expect=1):
         assert rec.value is not None
         _, items = decode_subject_batch(rec.value)
-        ids.update(event["event_id"] for _, _, event, primary in items if primary)
-        copies.update((event["event_id"], kind, subject) for kind, subject, event, _ in items)
+        ids.update(c.event["event_id"] for c in copies_of(items) if c.primary)
+        copies.update((c.event["event_id"], c.kind, c.subject) for c in copies_of(items))
     assert not copies or max(copies.values()) == 1, "an event reached a subject twice"
     return ids
 

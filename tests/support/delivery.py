@@ -25,7 +25,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipeline.codec import AvroEncoder
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import copies, decode_subject_batch
 from pipeline.metrics import MetricCodec
 from pipeline.settings import Settings
 from tests.support.kafka import produce
@@ -149,7 +149,7 @@ class OutputReader:
             if topic == self.settings.topic_subjects:
                 _, items = decode_subject_batch(value)
                 self.out.forwarded.update(
-                    str(e["event_id"]) for _, _, e, primary in items if primary
+                    str(c.event["event_id"]) for c in copies(items) if c.primary
                 )
             elif topic == self.settings.topic_alerts:
                 self.out.alerts.append(orjson.loads(value))

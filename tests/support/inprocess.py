@@ -17,15 +17,10 @@ from typing import Any
 from pipeline.codec import encode_json_batch
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.policy import DEFAULT_POLICY, Policy
-from pipeline.flow.route import (
-    decode_subject_batch,
-    encode_subject_batch,
-    partition_for,
-    subject_key,
-)
+from pipeline.flow.route import decode_subject_batch, encode_subject_batch
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
-from pipeline.flow.stage2 import PROGRESS, Stage2, apply_writes
+from pipeline.flow.stage2 import Stage2, apply_writes
 from pipeline.flow.validate import Validator
 from pipeline.metrics import MetricRecord
 from tests.support.reference_enricher import MemoryEnricher
@@ -126,12 +121,7 @@ class InProcess:
         self.late_events += out.late_events
         by_target: dict[int, list[Any]] = {}
         for item in out.items:
-            target = (
-                int(item[1])
-                if item[0] == PROGRESS
-                else partition_for(subject_key(item[0], item[1]), self.partitions)
-            )
-            by_target.setdefault(target, []).append(item)
+            by_target.setdefault(item.target(self.partitions), []).append(item)
         for target, chunk in by_target.items():
             self.queues[target].append(encode_subject_batch(chunk, None))
 

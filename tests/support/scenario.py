@@ -14,7 +14,7 @@ import redis
 from pipeline.codec import AvroEncoder
 from pipeline.enrichment.keys import KeySpace
 from pipeline.enrichment.registry import parse_registry, write_identities
-from pipeline.flow.route import decode_subject_batch
+from pipeline.flow.route import copies, decode_subject_batch
 from pipeline.metrics import MetricCodec
 from pipeline.settings import Settings
 from tests.support.kafka import consume_until_quiet, produce
@@ -111,9 +111,7 @@ def run_scenario(
     out = Outcome()
     for rec in consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=5):
         assert rec.value is not None
-        out.seen += [
-            event for _, _, event, primary in decode_subject_batch(rec.value)[1] if primary
-        ]
+        out.seen += [c.event for c in copies(decode_subject_batch(rec.value)[1]) if c.primary]
     out.alerts = [
         orjson.loads(r.value)
         for r in consume_until_quiet(bootstrap, settings.topic_alerts, quiet_s=3)

@@ -6,9 +6,21 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from pipeline.detectors.engine import DetectionEngine
+from pipeline.flow.messages import (
+    FindingNotice,
+    InternalFormatError,
+    Message,
+    MetricDelta,
+    Progress,
+    SubjectCopy,
+    from_json,
+    to_json,
+)
 from pipeline.flow.route import (
+    copies,
     decode_subject_batch,
     encode_bounded,
     encode_subject_batch,
@@ -37,13 +49,15 @@ def test_each_event_has_one_primary_copy_and_one_copy_per_subject() -> None:
     events = [validate_event(make_event(i)) for i in range(40)]
     routed = route(events, 6, engine.subject_kinds_for)
     items = [item for part in routed.values() for item in part]
-    primaries = [e["event_id"] for _, _, e, primary in items if primary]
+    primaries = [c.event["event_id"] for c in copies(items) if c.primary]
     assert sorted(primaries) == sorted(e["event_id"] for e in events)
     for event in events:
-        copies = {(k, s) for k, s, e, _ in items if e["event_id"] == event["event_id"]}
-        assert copies == set(engine.subject_kinds_for(event))
+        subjects = {
+            (c.kind, c.subject) for c in copies(items) if c.event["event_id"] == event["event_id"]
+        }
+        assert subjects == set(engine.subject_kinds_for(event))
     for partition, part in routed.items():
-        assert all(partition_for(f"{k}:{s}", 6) == partition for k, s, _, _ in part)
+        assert all(partition_for(f"{c.kind}:{c.subject}", 6) == partition for c in copies(part))
 
 
 def test_unattributed_events_still_reach_an_identity_subject() -> None:
@@ -62,9 +76,7 @@ def test_encode_bounded_splits_keeps_order_and_puts_watermark_last() -> None:
     decoded = [decode_subject_batch(p) for p in parts]
     assert [wm for wm, _ in decoded] == [None] * (len(parts) - 1) + [1234]
     rejoined = [item for _, chunk in decoded for item in chunk]
-    assert [(k, s, e["event_id"]) for k, s, e, _ in rejoined] == [
-        (k, s, e["event_id"]) for k, s, e, _ in items
-    ]
+    assert rejoined == items
 
 
 def test_encode_bounded_small_input_is_one_record() -> None:
@@ -79,13 +91,13 @@ def test_an_event_feeding_several_subjects_is_written_once() -> None:
     value = encode_subject_batch(items, T0)
     assert value.count(b'"event_id":"e1"') == 1
     wm, decoded = decode_subject_batch(value)
-    assert wm == T0 and decoded == [tuple(i) for i in items]
+    assert wm == T0 and decoded == items
 
 
 def test_internal_records_of_the_previous_layout_still_decode() -> None:
     event = enriched("action", T0, event_id="old")
     old = orjson.dumps({"wm": T0, "items": [["identity", "agent-1", event, True]]})
-    assert decode_subject_batch(old) == (T0, [("identity", "agent-1", event, True)])
+    assert decode_subject_batch(old) == (T0, [SubjectCopy("identity", "agent-1", event, True)])
 
 
 def _shared_views(events: list[dict]) -> list[dict]:
@@ -106,9 +118,10 @@ def test_a_view_shared_by_many_events_is_written_once_per_record() -> None:
     assert orjson.dumps(events) == before, "encoding must leave the events as they were"
     assert value.count(b'"risk_tier"') == 3, "one identity view per distinct identity"
     _, decoded = decode_subject_batch(value)
-    assert decoded == [tuple(i) for i in items]
+    assert decoded == items
     by_identity = {}
-    for _, _, event, _ in decoded:
+    for copy in copies(decoded):
+        event = copy.event
         view = by_identity.setdefault(event["identity_id"], event["identity"])
         assert event["identity"] is view
 
@@ -124,7 +137,7 @@ def test_each_split_record_carries_the_views_of_its_own_events() -> None:
     parts = encode_bounded(items, T0, max_bytes=32 * 1024)
     assert len(parts) > 3 and all(len(p) <= 32 * 1024 for p in parts)
     rejoined = [item for p in parts for item in decode_subject_batch(p)[1]]
-    assert rejoined == [tuple(i) for i in items]
+    assert rejoined == items
 
 
 def test_hostile_subjects_do_not_break_the_size_bound() -> None:
@@ -135,11 +148,86 @@ def test_hostile_subjects_do_not_break_the_size_bound() -> None:
     parts = encode_bounded(items, None, max_bytes=16 * 1024)
     assert all(len(p) <= 16 * 1024 for p in parts)
     rejoined = [item for p in parts for item in decode_subject_batch(p)[1]]
-    assert rejoined == [tuple(i) for i in items]
+    assert rejoined == items
 
 
 def test_internal_records_of_the_per_event_layout_still_decode() -> None:
     """Records written before views were shared (views inline in each event)."""
     event = enriched("action", T0, event_id="inline")
     old = orjson.dumps({"wm": T0, "events": [event], "refs": [["identity", "agent-1", 0, True]]})
-    assert decode_subject_batch(old) == (T0, [("identity", "agent-1", event, True)])
+    assert decode_subject_batch(old) == (T0, [SubjectCopy("identity", "agent-1", event, True)])
+
+
+def test_every_message_kind_round_trips_in_order() -> None:
+    event = enriched("task.completed", T0, event_id="e1", task_id="task-1")
+    delta = {"w": 60_000, "ws": T0, "dim": "global", "c": {"actions": 1}}
+    messages: list[Message] = [
+        SubjectCopy("task", "task-1", event, True),
+        MetricDelta("global", (2, 17, 0), delta),  # type: ignore[arg-type]
+        Progress(1, 2, T0, None),
+        FindingNotice("task-1", "a-1", "SP-01", T0),
+        SubjectCopy("identity", "agent-1", event, False),
+    ]
+    wm, decoded = decode_subject_batch(encode_subject_batch(messages, T0))
+    assert wm == T0 and decoded == messages
+    assert decoded[0].event is decoded[4].event  # type: ignore[union-attr]
+    assert [from_json(to_json(m)) for m in messages] == messages
+
+
+def test_records_of_the_untyped_layout_decode_as_typed_messages() -> None:
+    """A rolling upgrade: records written by the previous version are read, typed."""
+    event = enriched("action", T0, event_id="e1", task_id="task-1")
+    delta = {"w": 60_000, "ws": T0, "dim": "global", "c": {"actions": 1}}
+    old = orjson.dumps(
+        {
+            "wm": T0,
+            "events": [event],
+            "refs": [["identity", "agent-1", 0, True]],
+            "views": {},
+        }
+    )
+    assert decode_subject_batch(old) == (T0, [SubjectCopy("identity", "agent-1", event, True)])
+    fake = [
+        [
+            "progress",
+            "1",
+            {"event_id": "progress:2:5:4", "from": 2, "newest": 5, "seen": 4, "event_time": 5},
+            False,
+        ],
+        [
+            "metrics",
+            "global",
+            {"event_id": "d:2:9:0", "event_time": T0, "src": [2, 9, 0], "delta": delta},
+            False,
+        ],
+        [
+            "task",
+            "task-1",
+            {
+                "event_id": "finding:a-1:task-1",
+                "event_type": "_finding",
+                "event_time": T0,
+                "detector": "SP-01",
+            },
+            False,
+        ],
+    ]
+    _, decoded = decode_subject_batch(orjson.dumps({"wm": None, "items": fake}))
+    assert decoded == [
+        Progress(1, 2, 5, 4),
+        MetricDelta("global", (2, 9, 0), delta),  # type: ignore[arg-type]
+        FindingNotice("task-1", "a-1", "SP-01", T0),
+    ]
+    assert decoded[2].id == "finding:a-1:task-1"  # type: ignore[union-attr]
+
+
+def test_a_record_this_version_cannot_read_fails_loudly() -> None:
+    for value in (
+        orjson.dumps({"v": 3, "wm": None, "events": [], "m": []}),
+        orjson.dumps({"v": 2, "wm": None, "events": [], "m": [["x", 1]]}),
+        orjson.dumps({"v": 2, "wm": None, "events": [], "m": [["c", "task", "t", 5, True]]}),
+        b"not json",
+        b"[]",
+    ):
+        with pytest.raises(InternalFormatError):
+            decode_subject_batch(value)

@@ -263,3 +263,42 @@ def test_input_resumed_past_the_recovered_state_is_read_again() -> None:
     gone._rewinding[0] = (2, 0.0)
     assert gone.rewind(store, 0, 9) == (False, None)
     assert stage2_module.REWIND_PATIENCE_S > 0
+
+
+def test_unsent_outputs_of_an_older_version_are_resent_as_typed_messages() -> None:
+    """A partition entry written before the typed messages (a rolling upgrade)."""
+    from pipeline.flow.messages import FindingNotice, MetricDelta, Progress
+
+    delta = {"w": 60_000, "ws": T0, "dim": "global", "c": {"actions": 1}}
+    store = Store()
+    store[PARTITION_KEY.format(0)] = {
+        "done": 3,
+        "wm": None,
+        "out": {
+            "alerts": [],
+            "metrics": [],
+            "sent": False,
+            "items": [
+                ["progress", "0", {"from": 0, "newest": T0, "seen": None}, False],
+                ["metrics", "global", {"src": [0, 3, 0], "delta": delta}, False],
+                [
+                    "task",
+                    "task-1",
+                    {
+                        "event_id": "finding:a-1:task-1",
+                        "event_type": "_finding",
+                        "event_time": T0,
+                        "detector": "SP-01",
+                    },
+                    False,
+                ],
+            ],
+        },
+    }
+    stage = Stage2(DetectionEngine(), 1, LATENESS, "test")
+    out = stage.process_unit(store, 0, [])
+    assert out.replayed and out.items == [
+        Progress(0, 0, T0, None),
+        MetricDelta("global", (0, 3, 0), delta),  # type: ignore[arg-type]
+        FindingNotice("task-1", "a-1", "SP-01", T0),
+    ]

@@ -14,6 +14,7 @@ import pytest
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.registry import all_detectors
 from pipeline.dlq import DeadLetter
+from pipeline.flow.messages import MetricDelta, Progress
 from pipeline.flow.route import decode_subject_batch, encode_subject_batch, partition_for, route
 from pipeline.flow.stage2 import PARTITION_KEY, Stage2, Write, apply_writes
 from pipeline.flow.stage2_runner import (
@@ -134,11 +135,12 @@ def test_internal_outputs_go_to_their_partition() -> None:
     internal = [m for m in topics.sent if isinstance(m, InternalMessage)]
     assert internal
     for message in internal:
-        for kind, subject, _, _ in decode_subject_batch(message.value)[1]:
-            if kind == "progress":
-                assert int(subject) == message.partition
-            else:
-                assert partition_for(f"{kind}:{subject}", PARTITIONS) == message.partition
+        for item in decode_subject_batch(message.value)[1]:
+            assert item.target(PARTITIONS) == message.partition
+            if isinstance(item, Progress):
+                assert item.to == message.partition
+            elif isinstance(item, MetricDelta):
+                assert partition_for(f"metrics:{item.dimension}", PARTITIONS) == message.partition
 
 
 def test_a_quarantined_copy_is_a_dead_letter_from_the_internal_topic() -> None:

@@ -1,0 +1,176 @@
+"""The messages of the internal topic (``govpipe.subjects.v1``), one type per kind.
+
+Stage 1 sends **subject copies** of events; stage 2 sends itself **metric deltas**
+(to the partition that owns a metric dimension), **progress** (each partition's
+event-time progress, to every partition: the relay that closes metric windows,
+``flow/stage2.py``) and **finding notices** (a finding raised on another subject
+that names a task: the task's completion is not safe).
+
+Every message knows the stage-2 partition it goes to (``target``): a subject copy,
+delta or notice goes where its subject's state lives; progress goes to the
+partition it names. The record layout and the codec are in ``flow/route.py``
+(``SubjectRecordEncoder``, ``decode_subject_batch``); ``to_json``/``from_json`` are
+the form an unsent message takes in a stage-2 partition entry (changelog JSON).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.metrics.deltas import Delta
+
+Event = dict[str, Any]
+
+#: Subject kind of a metric dimension's windows (fed by deltas routed back to stage 2).
+METRICS = "metrics"
+
+
+class InternalFormatError(ValueError):
+    """An internal record or message this worker cannot read (e.g. written by a newer
+    version): stage 2 stops on it rather than skip it (docs/internals.md)."""
+
+
+def subject_key(kind: str, subject: str) -> str:
+    return f"{kind}:{subject}"
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable across processes (unlike ``hash()``, which is salted per process)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
+
+
+@dataclass(slots=True)
+class SubjectCopy:
+    """An event routed to one of its subjects. ``primary`` marks the one copy of an
+    event that stage 2 counts for the metrics. The event is shared (read-only) by
+    the copies of one record."""
+
+    kind: str
+    subject: str
+    event: Event
+    primary: bool
+
+    @property
+    def key(self) -> str:
+        return subject_key(self.kind, self.subject)
+
+    def target(self, partitions: int) -> int:
+        return partition_for(subject_key(self.kind, self.subject), partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDelta:
+    """A change to one metric window of one dimension, applied once: per source
+    partition, (offset, index) only grows (``Stage2._add_deltas``)."""
+
+    #: the dimension's routing key (``pipeline.metrics.routing_key``)
+    dimension: str
+    #: (stage-2 partition, internal offset, index) of the record that produced it
+    source: tuple[int, int, int]
+    delta: Delta
+
+    @property
+    def key(self) -> str:
+        return subject_key(METRICS, self.dimension)
+
+    def target(self, partitions: int) -> int:
+        return partition_for(self.key, partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far stage-2 partition ``source`` got (``newest``) and the slowest progress
+    it has itself received (``seen``), for partition ``to``."""
+
+    to: int
+    source: int
+    newest: int
+    seen: int | None
+
+    def target(self, partitions: int) -> int:
+        return self.to
+
+
+@dataclass(frozen=True, slots=True)
+class FindingNotice:
+    """A finding raised on another subject names ``task``: the task is not safe."""
+
+    task: str
+    alert_id: str
+    detector: str
+    #: event time of the finding (ms)
+    time: int
+
+    @property
+    def id(self) -> str:
+        """Dedup id in the task's state (the same as the event id the untyped notices had)."""
+        return f"finding:{self.alert_id}:{self.task}"
+
+    @property
+    def key(self) -> str:
+        return subject_key("task", self.task)
+
+    def target(self, partitions: int) -> int:
+        return partition_for(self.key, partitions)
+
+
+Message = SubjectCopy | MetricDelta | Progress | FindingNotice
+
+#: Wire tags of the kinds (the first element of each message's JSON array).
+COPY, DELTA, PROGRESS, NOTICE = "c", "d", "p", "n"
+TAGS = frozenset({COPY, DELTA, PROGRESS, NOTICE})
+
+
+def to_json(message: Message) -> list[Any]:
+    """A message as a tagged JSON array; a copy carries its event inline (in a
+    record, ``SubjectRecordEncoder`` writes each event once and refers to it)."""
+    if type(message) is MetricDelta:
+        return [DELTA, message.dimension, *message.source, message.delta]
+    if type(message) is Progress:
+        return [PROGRESS, message.to, message.source, message.newest, message.seen]
+    if type(message) is FindingNotice:
+        return [NOTICE, message.task, message.alert_id, message.detector, message.time]
+    if type(message) is SubjectCopy:
+        return [COPY, message.kind, message.subject, message.event, message.primary]
+    raise TypeError(f"not an internal message: {type(message).__name__}")
+
+
+def from_json(data: list[Any], events: list[Event] | None = None) -> Message:
+    """The inverse of ``to_json``; with ``events``, a copy's event is an index into it."""
+    try:
+        tag = data[0]
+        if tag == COPY:
+            event = data[3] if events is None else events[data[3]]
+            return SubjectCopy(data[1], data[2], event, bool(data[4]))
+        if tag == DELTA:
+            return MetricDelta(data[1], (int(data[2]), int(data[3]), int(data[4])), data[5])
+        if tag == PROGRESS:
+            return Progress(int(data[1]), int(data[2]), int(data[3]), data[4])
+        if tag == NOTICE:
+            return FindingNotice(data[1], data[2], data[3], int(data[4]))
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        raise InternalFormatError(f"malformed internal message: {type(exc).__name__}") from None
+    raise InternalFormatError(f"unknown internal message tag {str(tag)[:20]!r}")
+
+
+#: The untyped tuples of the first two record layouts: (kind, subject, event, primary)
+#: with progress and deltas posing as events.
+_LEGACY_PROGRESS = "progress"
+_LEGACY_FINDING = "_finding"
+
+
+def from_legacy(kind: str, subject: str, event: Event, primary: bool) -> Message:
+    """A message of the untyped layouts (records and partition entries written before
+    the typed messages), read as its typed kind, so a rolling upgrade loses nothing."""
+    if kind == _LEGACY_PROGRESS:
+        return Progress(int(subject), int(event["from"]), int(event["newest"]), event.get("seen"))
+    if kind == METRICS:
+        src = event["src"]
+        return MetricDelta(subject, (int(src[0]), int(src[1]), int(src[2])), event["delta"])
+    if kind == "task" and event.get("event_type") == _LEGACY_FINDING:
+        prefix, suffix = "finding:", f":{subject}"
+        alert_id = str(event["event_id"]).removeprefix(prefix).removesuffix(suffix)
+        return FindingNotice(subject, alert_id, str(event["detector"]), int(event["event_time"]))
+    return SubjectCopy(kind, subject, event, bool(primary))

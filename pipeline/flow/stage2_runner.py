@@ -134,8 +134,10 @@ class Stage2Runner:
         self.internal_topic = internal_topic
         self.max_items = max_items
 
-    async def handle(self, records: list[InternalRecord]) -> None:
-        """One ``take_events`` batch of the internal topic (module doc, steps 1-5)."""
+    async def handle(self, records: list[InternalRecord]) -> list[Stage2Output]:
+        """One ``take_events`` batch of the internal topic (module doc, steps 1-5);
+        returns each unit's output once delivered."""
+        done: list[Stage2Output] = []
         for partition, chunks in units(records, self.max_items).items():
             skip, seek_to = self.stage2.rewind(self.state_log, partition, chunks[0][0][0])
             if seek_to is not None:
@@ -143,7 +145,8 @@ class Stage2Runner:
             if skip:
                 continue
             for unit in chunks:
-                await self.run_unit(partition, unit)
+                done.append(await self.run_unit(partition, unit))
+        return done
 
     async def run_unit(self, partition: int, records: list[Record]) -> Stage2Output:
         out = self.stage2.process_unit(self.state_log, partition, records)

@@ -4,8 +4,10 @@ The harness delivers what Kafka would: stage 1 handles records from the input
 partition the test names (so a test can read one partition far ahead of
 another), its internal records go to stage 2's partitions in the order they
 were produced, and stage 2's own outputs (finding notices, metric deltas,
-progress) go back through the same queues. A dict stands in for the faust
-Table (written from the changelog bytes, as a recovery would read them).
+progress) go back through the same queues. Stage 2 runs through the worker's
+own protocol (``flow/stage2_runner.Stage2Runner``: units, state before outputs,
+outputs, sent); a dict stands in for the faust Table (written from the changelog
+bytes, as a recovery would read them).
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import asyncio
 from collections import deque
 from typing import Any
 
+import orjson
+
 from pipeline.codec import encode_json_batch
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.policy import DEFAULT_POLICY, Policy
-from pipeline.flow.route import decode_subject_batch, encode_subject_batch
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
-from pipeline.flow.stage2 import Stage2, apply_writes
+from pipeline.flow.stage2 import Stage2, Write, apply_writes
+from pipeline.flow.stage2_runner import (
+    AlertMessage,
+    InternalMessage,
+    InternalRecord,
+    MetricMessage,
+    Output,
+    Stage2Runner,
+)
 from pipeline.flow.validate import Validator
 from pipeline.metrics import MetricRecord
 from tests.support.reference_enricher import MemoryEnricher
@@ -31,6 +42,42 @@ Event = dict[str, Any]
 class Store(dict[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         return super().get(key, default)
+
+
+class _Log:
+    """The Table: a dict written from the changelog bytes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, key: str) -> Any:
+        return self.store.get(key)
+
+    def keys(self) -> Any:
+        return self.store.keys()
+
+    async def write(self, partition: int, writes: list[Write], wait: bool = True) -> None:
+        apply_writes(self.store, writes)
+
+
+class _Topics:
+    """Internal records go back to the stage-2 queues; alerts and metrics are kept."""
+
+    def __init__(self, harness: InProcess) -> None:
+        self.harness = harness
+
+    async def seek(self, partition: int, offset: int) -> None:
+        raise AssertionError("the in-process harness never loses offsets")
+
+    async def deliver(self, messages: list[Output]) -> None:
+        h = self.harness
+        for message in messages:
+            if isinstance(message, InternalMessage):
+                h.queues[message.partition].append(message.value)
+            elif isinstance(message, AlertMessage):
+                h.alerts.append(orjson.loads(message.value))
+            elif isinstance(message, MetricMessage):
+                h.metrics.append(message.record)
 
 
 class InProcess:
@@ -74,6 +121,7 @@ class InProcess:
         self.alerts: list[dict[str, Any]] = []
         self.metrics: list[MetricRecord] = []
         self.late_events = 0
+        self.runner = Stage2Runner(self.stage2, _Log(self.store), _Topics(self), "internal")
 
     # -- input ----------------------------------------------------------------
     def read(self, partition: int, events: list[Event]) -> None:
@@ -112,18 +160,9 @@ class InProcess:
     def _unit(self, partition: int, value: bytes) -> None:
         offset = self.next_offset[partition]
         self.next_offset[partition] += 1
-        wm, items = decode_subject_batch(value)
-        out = self.stage2.process_unit(self.store, partition, [(offset, wm, items)])
-        apply_writes(self.store, out.writes)
-        apply_writes(self.store, self.stage2.sent(partition))
-        self.alerts += out.alerts
-        self.metrics += out.metrics
-        self.late_events += out.late_events
-        by_target: dict[int, list[Any]] = {}
-        for item in out.items:
-            by_target.setdefault(item.target(self.partitions), []).append(item)
-        for target, chunk in by_target.items():
-            self.queues[target].append(encode_subject_batch(chunk, None))
+        record = InternalRecord(partition, offset, value)
+        for out in asyncio.run(self.runner.handle([record])):
+            self.late_events += out.late_events
 
     # -- results --------------------------------------------------------------
     def creates(self, detector: str | None = None) -> list[dict[str, Any]]:

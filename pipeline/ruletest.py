@@ -5,8 +5,9 @@ input-contract events (docs/contracts/input.md), as JSON lines or dicts, validat
 redacted as stage 1 does. Enrichment is given inline: an event may carry
 
 * ``identity``: the registry's view of its identity (``kind``, ``owner``, ``team``,
-  ``environment``, ``risk_tier``, ``allowed_scopes``, ``status``, ``owner_status``;
-  ``known`` defaults to true, missing fields are null);
+  ``environment``, ``risk_tier``, ``allowed_scopes``, ``status``, ``mode``,
+  ``owner_status``; ``known`` defaults to true, missing fields are null, except a
+  known identity's ``mode``, which is ``autonomous`` as in the worker);
 * ``credential``: the view of its credential (``identity_id``, ``kind``, ``issued_via``,
   ``scopes``, ``issued_at``, ``expires_at``, ``rotated_at``, ``revoked_at``,
   ``last_used_at``, ``task_id``; ``lifetime_ms`` is computed when not given);
@@ -135,6 +136,17 @@ def _view(name: str, given: Any, unknown: dict[str, Any], where: str) -> dict[st
                 view[key] = int(to_epoch_ms(view[key]))
             except ValueError:
                 raise RuleTestError(f"{where}: {name}.{key}: not a time") from None
+    if "mode" in unknown and view.get("known") is True:
+        from pipeline.enrichment.keys import DEFAULT_MODE, IDENTITY_MODES
+
+        mode = view.get("mode")
+        if mode is None:
+            view["mode"] = DEFAULT_MODE
+        elif isinstance(mode, str) and mode.strip().lower() in IDENTITY_MODES:
+            view["mode"] = mode.strip().lower()
+        else:
+            choices = ", ".join(IDENTITY_MODES)
+            raise RuleTestError(f"{where}: {name}.mode: expected one of {choices}")
     if "lifetime_ms" in unknown and "lifetime_ms" not in given:
         issued, expires = view.get("issued_at"), view.get("expires_at")
         if isinstance(issued, int) and isinstance(expires, int):

@@ -20,7 +20,15 @@ IDENTITY_FIELDS: Final = (
     "risk_tier",
     "allowed_scopes",
     "status",
+    # Optional (docs/contracts/state.md): how much autonomy the identity has; absent or
+    # unreadable = DEFAULT_MODE, the strictest standard.
+    "mode",
 )
+
+#: The values of an identity's ``mode``, least autonomous first.
+IDENTITY_MODES: Final = ("reporting", "assistant", "autonomous")
+#: What an identity without a (readable) ``mode`` is held to: the strictest standard.
+DEFAULT_MODE: Final = "autonomous"
 
 CREDENTIAL_FIELDS: Final = (
     "identity_id",

@@ -11,6 +11,7 @@ File format (YAML or JSON), as the simulator writes ``samples/identities.yaml``:
         risk_tier: high           # low | medium | high | critical
         allowed_scopes: [crm.read, crm.records.export]
         status: active            # active | disabled | offboarded
+        mode: assistant           # reporting | assistant | autonomous (absent = autonomous)
 
 Each entry becomes ``{prefix}identity:{identity_id}`` (docs/contracts/state.md) with
 ``allowed_scopes`` as a JSON list; absent optional fields are not stored; the
@@ -43,6 +44,8 @@ from pipeline.records import MAX_ID, MAX_SCOPES, Id, Scope
 IdentityKind = Literal["ai_agent", "service_account", "workload", "human"]
 RiskTier = Literal["low", "medium", "high", "critical"]
 IdentityStatus = Literal["active", "disabled", "offboarded"]
+#: ``keys.IDENTITY_MODES``; absent = ``keys.DEFAULT_MODE`` (the strictest), not stored.
+IdentityMode = Literal["reporting", "assistant", "autonomous"]
 
 
 def _lower(value: Any) -> Any:
@@ -67,6 +70,7 @@ class IdentityEntry(BaseModel):
         default_factory=list
     )
     status: Annotated[IdentityStatus, BeforeValidator(_lower)] = "active"
+    mode: Annotated[IdentityMode, BeforeValidator(_lower)] | None = None
 
     def to_hash(self) -> dict[str, str]:
         """The Redis hash: strings only, JSON list for scopes, None fields left out."""
@@ -78,6 +82,7 @@ class IdentityEntry(BaseModel):
             "risk_tier": self.risk_tier,
             "allowed_scopes": orjson.dumps(self.allowed_scopes).decode(),
             "status": self.status,
+            "mode": self.mode,
         }
         return {k: v for k, v in fields.items() if v is not None}
 

@@ -14,7 +14,12 @@ from typing import Any, Final
 
 import orjson
 
-from pipeline.enrichment.keys import CREDENTIAL_FIELDS, IDENTITY_FIELDS
+from pipeline.enrichment.keys import (
+    CREDENTIAL_FIELDS,
+    DEFAULT_MODE,
+    IDENTITY_FIELDS,
+    IDENTITY_MODES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +108,32 @@ def parse_scope_list(
     return scopes
 
 
+def parse_mode(value: str | bool | None, key: str, report: GarbageReport) -> str:
+    """The identity's ``mode`` (case and surrounding blanks ignored); absent or "" is
+    ``DEFAULT_MODE``, and so is anything else, reported as garbage: an unreadable mode
+    must hold the identity to the strictest standard, never a laxer one."""
+    if not isinstance(value, str) or not value:
+        return DEFAULT_MODE
+    if value in IDENTITY_MODES:
+        return value
+    text = value.strip().lower()
+    if text in IDENTITY_MODES:
+        return text
+    report(key, "mode", "one of " + ", ".join(IDENTITY_MODES))
+    return DEFAULT_MODE
+
+
 def identity_view(
     key: str, values: RawValues, report: GarbageReport, owner_status: str | bool | None = None
 ) -> dict[str, Any]:
     """``values`` in ``IDENTITY_FIELDS`` order for a hash that exists.
 
     ``owner_status``: the ``status`` of the owner's own identity hash (None when
-    the identity has no owner or the owner is not in the registry; SP-08).
+    the identity has no owner or the owner is not in the registry; SP-08). ``mode``
+    is always set for a known identity (``parse_mode``); an unknown one has None.
     """
-    kind, owner, team, environment, risk_tier, allowed_scopes, status = values
+    kind, owner, team, environment, risk_tier, allowed_scopes, status = values[:7]
+    mode = values[7] if len(values) > 7 else None
     return {
         "known": True,
         "kind": _text(kind),
@@ -121,6 +143,7 @@ def identity_view(
         "risk_tier": _text(risk_tier),
         "allowed_scopes": parse_scope_list(allowed_scopes, key, "allowed_scopes", report),
         "status": _text(status),
+        "mode": parse_mode(mode, key, report),
         "owner_status": _text(owner_status) if _text(owner) else None,
     }
 

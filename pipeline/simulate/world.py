@@ -13,6 +13,7 @@ always-yes approvers) are part of the registry but never act in clean traffic.
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 Kind = Literal["ai_agent", "service_account", "workload", "human"]
 Status = Literal["active", "disabled", "offboarded"]
 Level = Literal["low", "medium", "high", "critical"]
+Mode = Literal["reporting", "assistant", "autonomous"]
 
 #: Marks an NHI registered without an owner (SP-08 material).
 NO_OWNER = "<none>"
@@ -157,6 +159,8 @@ class Identity:
     #: what the simulator uses it for: "agent", "approver", "requester", "owner",
     #: "stamp-approver", or an injector role such as "SP-06"
     role: str = "agent"
+    #: registry ``mode``; None = not in the entry (the registry's default, autonomous)
+    mode: Mode | None = None
 
     def registry_entry(self) -> dict[str, Any]:
         return {
@@ -168,6 +172,7 @@ class Identity:
             "risk_tier": self.risk_tier,
             "allowed_scopes": list(self.allowed_scopes),
             "status": self.status,
+            **({"mode": self.mode} if self.mode is not None else {}),
         }
 
 
@@ -384,4 +389,18 @@ def build_world(seed: int) -> World:
             pw.actions_by_scope.setdefault(act.scope, []).append(act)
         platforms.append(pw)
 
+    for ident in identities.values():
+        ident.mode = mode_of(ident)
     return World(seed, platforms, identities, stamp_approvers, unregistered)
+
+
+#: A non-human identity's mode by a hash of its id; one in four has none (autonomous).
+_MODES: tuple[Mode | None, ...] = ("reporting", "assistant", "autonomous", None)
+
+
+def mode_of(identity: Identity) -> Mode | None:
+    """Each mode for some NHIs, none for humans; a hash of the id, not the world's
+    random stream, so adding modes changed no other part of any seed's world."""
+    if identity.kind == "human":
+        return None
+    return _MODES[zlib.crc32(identity.identity_id.encode()) % len(_MODES)]

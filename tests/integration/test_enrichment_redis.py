@@ -369,6 +369,7 @@ def test_enrich_known_unknown_and_absent_ids_in_one_round_trip(
         "risk_tier": "high",
         "allowed_scopes": ["crm.read"],
         "status": "active",
+        "mode": "autonomous",  # no mode in the hash: the strictest
         "owner_status": "offboarded",
     }
     assert action["credential"] == {

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -52,3 +53,46 @@ def test_show_times_and_unknown(redis_url: str) -> None:
     assert unknown.stderr.strip().splitlines() == [
         f"govpipe: no identity UNKNOWN in the registry (prefix {prefix}, Redis at {redis_url})"
     ]
+
+
+def _load(redis_url: str, prefix: str, path: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVPIPE_")}
+    env["REDIS_URL"] = redis_url
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "identities", "load", "--key-prefix", prefix, path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_mode_loaded_validated_and_shown(redis_url: str, tmp_path: Path) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:nhi:"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "identities:\n"
+        "  - {identity_id: a1, kind: ai_agent, mode: reporting}\n"
+        "  - {identity_id: a2, kind: ai_agent, mode: semi-autonomous}\n"
+    )
+    refused = _load(redis_url, prefix, str(bad))
+    assert refused.returncode != 0
+    assert "identities[1] (a2): mode:" in refused.stderr
+    client = redis.Redis.from_url(redis_url)
+    assert client.exists(f"{prefix}identity:a1") == 0  # one bad entry: nothing written
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "identities:\n"
+        "  - {identity_id: a1, kind: ai_agent, mode: Reporting}\n"
+        "  - {identity_id: a2, kind: ai_agent}\n"
+    )
+    loaded = _load(redis_url, prefix, str(good))
+    assert loaded.returncode == 0, loaded.stderr
+    assert client.hget(f"{prefix}identity:a1", "mode") == b"reporting"
+    assert client.hget(f"{prefix}identity:a2", "mode") is None
+    client.close()
+    a1 = orjson.loads(_show(redis_url, prefix, "a1").stdout)["identity"]
+    a2 = orjson.loads(_show(redis_url, prefix, "a2").stdout)["identity"]
+    assert a1["fields"]["mode"] == "reporting" and a1["enrichment"]["mode"] == "reporting"
+    assert "mode" not in a2["fields"] and a2["enrichment"]["mode"] == "autonomous"

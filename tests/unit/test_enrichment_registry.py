@@ -72,6 +72,34 @@ def test_good_registry_parses_to_contract_hashes(tmp_path: Path) -> None:
     assert entries[1].to_hash()["allowed_scopes"] == "[]"
 
 
+def test_mode_is_optional_validated_and_stored_only_when_given() -> None:
+    entries, problems = parse_registry(
+        {
+            "identities": [
+                {"identity_id": "a", "kind": "ai_agent", "mode": "Reporting"},
+                {"identity_id": "b", "kind": "ai_agent"},
+                {"identity_id": "c", "kind": "ai_agent", "mode": "semi"},
+                {"identity_id": "d", "kind": "ai_agent", "mode": 3},
+            ]
+        }
+    )
+    assert [e.identity_id for e in entries] == ["a", "b"]
+    assert entries[0].to_hash()["mode"] == "reporting"
+    assert "mode" not in entries[1].to_hash()  # absent: read as autonomous
+    assert [(p.entry_index, p.identity_id) for p in problems] == [(2, "c"), (3, "d")]
+    assert str(problems[0]).startswith("identities[2] (c): mode: ")
+    assert "'reporting', 'assistant' or 'autonomous'" in str(problems[0])
+
+
+def test_registry_modes_match_the_contract_constants() -> None:
+    from typing import get_args
+
+    from pipeline.enrichment.keys import DEFAULT_MODE, IDENTITY_MODES
+    from pipeline.enrichment.registry import IdentityMode
+
+    assert get_args(IdentityMode) == IDENTITY_MODES and DEFAULT_MODE == IDENTITY_MODES[-1]
+
+
 def test_every_bad_entry_is_reported_with_index_id_and_reason(tmp_path: Path) -> None:
     path = tmp_path / "identities.yaml"
     path.write_text(BAD)

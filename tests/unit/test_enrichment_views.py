@@ -37,6 +37,7 @@ def test_identity_view_reads_every_contract_field() -> None:
             risk_tier="high",
             allowed_scopes='["crm.read", "crm.records.export"]',
             status="active",
+            mode="assistant",
         ),
         GarbageReport(),
     )
@@ -49,8 +50,22 @@ def test_identity_view_reads_every_contract_field() -> None:
         "risk_tier": "high",
         "allowed_scopes": ["crm.read", "crm.records.export"],
         "status": "active",
+        "mode": "assistant",
         "owner_status": None,
     }
+
+
+def test_identity_mode_absent_or_unreadable_is_the_strictest() -> None:
+    report = GarbageReport()
+    assert identity_view("k", identity_values(), report)["mode"] == "autonomous"
+    assert identity_view("k", identity_values(mode=""), report)["mode"] == "autonomous"
+    assert report.count == 0
+    assert identity_view("k", identity_values(mode=" Reporting "), report)["mode"] == "reporting"
+    assert identity_view("k", identity_values(mode="lazy"), report)["mode"] == "autonomous"
+    assert report.count == 1  # reported, value not logged
+    # a hash read by an older field list (7 values) is a hash without a mode
+    assert identity_view("k", identity_values()[:7], report)["mode"] == "autonomous"
+    assert UNKNOWN_IDENTITY["mode"] is None
 
 
 def test_identity_view_owner_status_only_with_an_owner() -> None:

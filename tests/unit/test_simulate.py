@@ -715,7 +715,11 @@ def test_registry_yaml_round_trip_and_special_entries(tmp_path: Any) -> None:
         "allowed_scopes",
         "status",
     }
-    assert all(set(e) == keys for e in entries)
+    # ``mode`` is optional: some NHIs carry each mode, the others (and humans) none
+    assert all(set(e) - {"mode"} == keys for e in entries)
+    modes = Counter(e.get("mode") for e in entries if e["kind"] != "human")
+    assert all(modes[m] for m in ("reporting", "assistant", "autonomous", None))
+    assert not any("mode" in e for e in entries if e["kind"] == "human")
     statuses = Counter(e["status"] for e in entries)
     assert statuses["disabled"] and statuses["offboarded"]
     ids = {e["identity_id"] for e in entries}

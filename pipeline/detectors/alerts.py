@@ -33,6 +33,9 @@ MAX_ALERTS_PER_SUBJECT: Final = 256
 MAX_FACT_TEXT: Final = 256
 MAX_FACT_ITEMS: Final = 50
 MAX_EVIDENCE_EVENTS: Final = 50
+#: Approvals a finding names in ``evidence.approval_ids`` (the approvals its review
+#: effects reach, ``flow/outcomes.finding_notices``); the rest are counted, not named.
+MAX_EVIDENCE_APPROVALS: Final = 500
 
 Activity = Literal["create", "update"]
 #: The alert's subject fields: those a finding's context may carry (common.py).
@@ -157,4 +160,10 @@ def to_alert(
         # OCSF defines remediation as an object; the sentence is its ``desc``.
         "remediation": {"desc": spec.remediation},
     }
+    if finding.approval_ids:
+        # optional: the approvals a finding on an approver or requester is about
+        # (RS-02/03/07), so consumers and the metrics can reach each of them
+        approvals = [str(a) for a in finding.approval_ids]
+        alert["evidence"]["approval_ids"] = approvals[:MAX_EVIDENCE_APPROVALS]
+        alert["evidence"]["approval_ids_omitted"] = max(0, len(approvals) - MAX_EVIDENCE_APPROVALS)
     return alert

@@ -48,12 +48,13 @@ DEFAULT_DEDUP_MS = DEFAULT_DEDUP_S * 1000
 
 def _merged(findings: list[Finding]) -> Finding:
     """One finding for several occurrences of one incident: the latest one's facts
-    and subject, every occurrence's events (first seen first)."""
+    and subject, every occurrence's events and approvals (first seen first)."""
     if len(findings) == 1:
         return findings[0]
     latest = max(findings, key=lambda f: f.time)
     ids = list(dict.fromkeys(str(e) for f in findings for e in f.event_ids))
-    return dataclasses.replace(latest, event_ids=ids)
+    approvals = list(dict.fromkeys(a for f in findings for a in f.approval_ids))
+    return dataclasses.replace(latest, event_ids=ids, approval_ids=approvals)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,8 @@ Stage 1 sends **subject copies** of events; stage 2 sends itself **metric deltas
 (to the partition that owns a metric dimension), **progress** (each partition's
 event-time progress, to every partition: the relay that closes metric windows,
 ``flow/stage2.py``) and **finding notices** (a finding raised on another subject
-that names a task: the task's completion is not safe).
+that names a task, whose completion is then not safe, or an approval in its evidence,
+whose review was then not meaningful).
 
 Every message knows the stage-2 partition it goes to (``target``): a subject copy,
 delta or notice goes where its subject's state lives; progress goes to the
@@ -95,32 +96,71 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class FindingNotice:
-    """A finding raised on another subject names ``task``: the task is not safe."""
+    """A finding raised on another subject names a task or an approval.
 
-    task: str
+    To a task (``kind`` "task", the alert's ``task_id``): the task's completion is
+    not safe when the detector has the ``marks_task_unsafe`` effect, and the task's
+    evidence dossier lists the finding (``severity``, ``frameworks``, ``first``,
+    ``count``, ``approval_id`` are what it shows). To an approval (``kind``
+    "approval", one of the alert's ``evidence.approval_ids``): a detector with the
+    ``discredits_approvals`` effect (RS-02/03/07, raised on an approver or
+    requester) says the review was not meaningful."""
+
+    #: the task id, or the approval id of an approval notice
+    subject: str
     alert_id: str
     detector: str
     #: event time of the finding (ms)
     time: int
+    kind: str = "task"
+    severity: str | None = None
+    #: ``"FRAMEWORK control"`` strings
+    frameworks: tuple[str, ...] = ()
+    #: the alert's ``finding_info.first_seen_time``
+    first: int | None = None
+    #: occurrences of the alert so far (its ``count``)
+    count: int = 1
+    approval_id: str | None = None
+
+    @property
+    def task(self) -> str:
+        return self.subject
 
     @property
     def id(self) -> str:
-        """Dedup id in the task's state (the same as the event id the untyped notices had)."""
-        return f"finding:{self.alert_id}:{self.task}"
+        """Dedup id in the subject's state (the same as the event id the untyped notices had)."""
+        return f"finding:{self.alert_id}:{self.subject}"
 
     @property
     def key(self) -> str:
-        return subject_key("task", self.task)
+        return subject_key(self.kind, self.subject)
 
     def target(self, partitions: int) -> int:
         return partition_for(self.key, partitions)
 
+    def extra(self) -> dict[str, Any]:
+        """What a task notice carries beyond the first layout (for the dossier)."""
+        out: dict[str, Any] = {}
+        if self.severity is not None:
+            out["sev"] = self.severity
+        if self.frameworks:
+            out["fw"] = list(self.frameworks)
+        if self.first is not None:
+            out["first"] = self.first
+        if self.count != 1:
+            out["cnt"] = self.count
+        if self.approval_id is not None:
+            out["ap"] = self.approval_id
+        return out
+
 
 Message = SubjectCopy | MetricDelta | Progress | FindingNotice
 
-#: Wire tags of the kinds (the first element of each message's JSON array).
-COPY, DELTA, PROGRESS, NOTICE = "c", "d", "p", "n"
-TAGS = frozenset({COPY, DELTA, PROGRESS, NOTICE})
+#: Wire tags of the kinds (the first element of each message's JSON array). An
+#: approval notice has a tag of its own: a worker that predates it stops on it
+#: (``InternalFormatError``) instead of reading it as a task notice.
+COPY, DELTA, PROGRESS, NOTICE, APPROVAL_NOTICE = "c", "d", "p", "n", "a"
+TAGS = frozenset({COPY, DELTA, PROGRESS, NOTICE, APPROVAL_NOTICE})
 
 
 def to_json(message: Message) -> list[Any]:
@@ -131,7 +171,10 @@ def to_json(message: Message) -> list[Any]:
     if type(message) is Progress:
         return [PROGRESS, message.to, message.source, message.newest, message.seen]
     if type(message) is FindingNotice:
-        return [NOTICE, message.task, message.alert_id, message.detector, message.time]
+        tag = APPROVAL_NOTICE if message.kind == "approval" else NOTICE
+        out = [tag, message.subject, message.alert_id, message.detector, message.time]
+        extra = message.extra()
+        return [*out, extra] if extra else out
     if type(message) is SubjectCopy:
         return [COPY, message.kind, message.subject, message.event, message.primary]
     raise TypeError(f"not an internal message: {type(message).__name__}")
@@ -148,9 +191,21 @@ def from_json(data: list[Any], events: list[Event] | None = None) -> Message:
             return MetricDelta(data[1], (int(data[2]), int(data[3]), int(data[4])), data[5])
         if tag == PROGRESS:
             return Progress(int(data[1]), int(data[2]), int(data[3]), data[4])
-        if tag == NOTICE:
-            return FindingNotice(data[1], data[2], data[3], int(data[4]))
-    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        if tag in (NOTICE, APPROVAL_NOTICE):
+            extra = data[5] if len(data) > 5 else {}
+            return FindingNotice(
+                data[1],
+                data[2],
+                data[3],
+                int(data[4]),
+                "approval" if tag == APPROVAL_NOTICE else "task",
+                extra.get("sev"),
+                tuple(extra.get("fw") or ()),
+                extra.get("first"),
+                int(extra.get("cnt", 1)),
+                extra.get("ap"),
+            )
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise InternalFormatError(f"malformed internal message: {type(exc).__name__}") from None
     raise InternalFormatError(f"unknown internal message tag {str(tag)[:20]!r}")
 

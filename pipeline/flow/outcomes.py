@@ -12,13 +12,19 @@ own state, and turned into ``pipeline.metrics`` outcomes:
   correction when an RS finding arrives later.
 
 Findings raised on other subjects (an action's identity, a credential) reach the
-task as ``FindingNotice`` messages routed back through the internal topic.
+task as ``FindingNotice`` messages routed back through the internal topic; findings
+about approvals raised on an approver or requester (RS-02/03/07) reach each approval
+in their ``evidence.approval_ids`` the same way. What a finding does is its
+detector's spec ``effects``: only ``marks_task_unsafe`` detectors make a task unsafe,
+only ``discredits_approvals`` ones make a review not meaningful.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from pipeline.detectors.alerts import MAX_EVIDENCE_APPROVALS
 from pipeline.detectors.registry import all_detectors
 from pipeline.flow.messages import FindingNotice
 from pipeline.metrics import (
@@ -47,25 +53,33 @@ def track(
     state: dict[str, Any],
     events: list[Event],
     alerts: list[dict[str, Any]],
-    noticed: bool = False,
+    notices: Iterable[FindingNotice] = (),
 ) -> list[Outcome]:
-    """Outcomes from a subject's new events, the alerts just raised on it and (a
-    task) whether a new ``FindingNotice`` reached it."""
+    """Outcomes from a subject's new events, the alerts just raised on it and the
+    new ``FindingNotice``s that reached it (a task or an approval)."""
     if kind == "task":
-        return _task(state, events, alerts, noticed)
+        return _task(state, events, alerts, notices)
     if kind == "approval":
-        return _approval(state, events, alerts)
+        return _approval(state, events, alerts, notices)
     return []
 
 
+def _detectors(alerts: list[dict[str, Any]], notices: Iterable[FindingNotice]) -> set[str]:
+    return {str(a.get("detector")) for a in alerts} | {n.detector for n in notices}
+
+
 def _task(
-    state: dict[str, Any], events: list[Event], alerts: list[dict[str, Any]], noticed: bool
+    state: dict[str, Any],
+    events: list[Event],
+    alerts: list[dict[str, Any]],
+    notices: Iterable[FindingNotice],
 ) -> list[Outcome]:
     m: dict[str, Any] = state.setdefault("_m", {})
     out: list[Outcome] = []
     creds: dict[str, int] = m.setdefault("creds", {})
     revoked: dict[str, int] = m.setdefault("revoked", {})
-    found = bool(alerts) or noticed
+    raised = _detectors(alerts, notices)
+    found = bool(raised) and not with_effect("marks_task_unsafe").isdisjoint(raised)
     for event in sorted(events, key=lambda e: e["event_time"]):
         etype, t = event.get("event_type"), int(event["event_time"])
         cred = event.get("credential_id")
@@ -120,18 +134,27 @@ def judge_credentials(state: dict[str, Any], watermark: int, grace_ms: int) -> l
     return out
 
 
+def with_effect(effect: str) -> frozenset[str]:
+    """Ids of the detectors with ``effect`` in their spec (``marks_task_unsafe``,
+    ``discredits_approvals``), read from the registry: a user rule can have it too."""
+    return frozenset(d.spec.id for d in all_detectors() if effect in d.spec.effects)
+
+
 def discrediting() -> frozenset[str]:
-    """Ids of the detectors whose findings make an approval's review not meaningful
-    (spec ``effects``), read from the registry: a user rule can have the effect too."""
-    return frozenset(d.spec.id for d in all_detectors() if "discredits_approvals" in d.spec.effects)
+    """Ids of the detectors whose findings make an approval's review not meaningful."""
+    return with_effect("discredits_approvals")
 
 
 def _approval(
-    state: dict[str, Any], events: list[Event], alerts: list[dict[str, Any]]
+    state: dict[str, Any],
+    events: list[Event],
+    alerts: list[dict[str, Any]],
+    notices: Iterable[FindingNotice] = (),
 ) -> list[Outcome]:
     m: dict[str, Any] = state.setdefault("_m", {})
     out: list[Outcome] = []
-    rs_now = bool(alerts) and not discrediting().isdisjoint(a.get("detector") for a in alerts)
+    raised = _detectors(alerts, notices)
+    rs_now = bool(raised) and not discrediting().isdisjoint(raised)
     for event in sorted(events, key=lambda e: e["event_time"]):
         etype, t = event.get("event_type"), int(event["event_time"])
         if etype == "approval.requested":
@@ -183,15 +206,48 @@ def alert_outcomes(alerts: list[dict[str, Any]]) -> list[Outcome]:
 
 
 def finding_notices(kind: str, alerts: list[dict[str, Any]]) -> list[FindingNotice]:
-    """Tell a task about findings raised elsewhere, so its completion is not 'safe':
-    every occurrence, Create or Update (a task whose finding folded into an Update
-    of an earlier incident is just as unsafe)."""
-    if kind == "task":
-        return []
-    return [
-        FindingNotice(
-            str(alert["task_id"]), alert["alert_id"], alert["detector"], int(alert["time"])
-        )
-        for alert in alerts
-        if alert.get("task_id")
-    ]
+    """Tell the subjects a finding raised elsewhere names:
+
+    * the task in its ``task_id`` (unless raised on the task itself): every
+      occurrence, Create or Update (a task whose finding folded into an Update of an
+      earlier incident is just as unsafe), with what the task's dossier shows of it;
+    * each approval in its ``evidence.approval_ids`` (at most
+      ``MAX_EVIDENCE_APPROVALS``), when its detector discredits approvals (RS-02/03/07
+      are raised on an approver or requester, not on the approvals they are about).
+    """
+    out: list[FindingNotice] = []
+    discredits: frozenset[str] | None = None
+    for alert in alerts:
+        aid, detector, t = alert["alert_id"], alert["detector"], int(alert["time"])
+        if kind != "task" and alert.get("task_id"):
+            info = alert.get("finding_info") or {}
+            out.append(
+                FindingNotice(
+                    str(alert["task_id"]),
+                    aid,
+                    detector,
+                    t,
+                    severity=alert.get("severity"),
+                    frameworks=tuple(
+                        f"{f.get('framework')} {f.get('control')}"
+                        for f in alert.get("frameworks") or ()
+                    ),
+                    first=info.get("first_seen_time"),
+                    count=int(alert.get("count") or 1),
+                    approval_id=alert.get("approval_id"),
+                )
+            )
+        approvals = (alert.get("evidence") or {}).get("approval_ids")
+        if not approvals:
+            continue
+        if discredits is None:
+            discredits = discrediting()
+        if detector not in discredits:
+            continue
+        own = alert.get("approval_id") if kind == "approval" else None
+        out += [
+            FindingNotice(str(a), aid, detector, t, "approval")
+            for a in approvals[:MAX_EVIDENCE_APPROVALS]
+            if a != own
+        ]
+    return out

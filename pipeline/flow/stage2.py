@@ -539,7 +539,7 @@ class Stage2:
                 key = item.key
                 group = groups.get(key)
                 if group is None:
-                    group = groups[key] = _Group("task", item.task)
+                    group = groups[key] = _Group(item.kind, item.subject)
                 group.notices.append(item)
         for key, deltas_of_key in deltas_in.items():
             self._add_deltas(store, key, deltas_of_key, dirty, partition)
@@ -563,14 +563,14 @@ class Stage2:
                     new_events.append(event)
                     if is_late:
                         late_events += 1
-            noticed = False
+            noticed: list[FindingNotice] = []
             for notice in group.notices:
                 nid = notice.id
                 if nid in seen:
                     duplicates += 1
                     continue
                 seen[nid] = notice.time
-                noticed = True
+                noticed.append(notice)
             if len(seen) > SEEN_MAX + SEEN_MAX // 4:
                 # Trim in bulk: deleting one oldest key at a time leaves holes that
                 # every later ``next(iter(seen))`` walks over (quadratic on hot subjects).

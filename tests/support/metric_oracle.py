@@ -30,7 +30,8 @@ Definitions (issue 12, "metrics follow findings"):
   issued for the task (``credential.issued`` with that ``task_id``); revoked = a
   ``credential.revoked`` of it at or before completion + SP-02's grace;
 * approvals, at their (first) ``approval.decided``: meaningful = no alert record of
-  an RS-* detector names the approval in ``approval_id``, or lists in
+  an RS-* detector names the approval in ``approval_id`` or ``evidence.approval_ids``
+  (RS-02/03/07, raised on an approver or requester), or lists in
   ``evidence.event_ids`` an event that carries that ``approval_id``; review seconds
   = decided - first requested (when the request was published);
 * alerts: occurrences of findings, Create or Update, in the window of the record's
@@ -193,9 +194,11 @@ def expected_metrics(
             continue
         if a.get("approval_id"):
             approvals_with_rs.add(str(a["approval_id"]))
-        for eid in (a.get("evidence") or {}).get("event_ids") or []:
+        evidence = a.get("evidence") or {}
+        for eid in evidence.get("event_ids") or []:
             if str(eid) in approval_of_event:
                 approvals_with_rs.add(approval_of_event[str(eid)])
+        approvals_with_rs.update(str(x) for x in evidence.get("approval_ids") or [])
 
     requested_at: dict[str, int] = {}
     revoked_at: dict[str, int] = {}

@@ -106,3 +106,14 @@ def test_task_credentials_revoked_within_grace() -> None:
     r = row(expected_metrics(events, REGISTRY, [], [MIN], POLICY), "identity", "agent-1")
     assert (r["tasks_completed"], r["tasks_succeeded"], r["tasks_safe"]) == (1, 0, 0)
     assert (r["task_credentials_completed"], r["task_credentials_revoked"]) == (2, 1)
+
+
+def test_an_rs_finding_on_the_approver_marks_the_approvals_it_names() -> None:
+    events = [
+        ev(1, "approval.decided", T0, identity_id="agent-1", approval_id="a1", approver="bob"),
+        ev(2, "approval.decided", T0, identity_id="agent-1", approval_id="a2", approver="bob"),
+    ]
+    named = alert("RS-03", T0, approver="bob")
+    named["evidence"]["approval_ids"] = ["a1"]  # not among its 50 event ids
+    table = expected_metrics(events, REGISTRY, [named], [MIN], POLICY)
+    assert (row(table)["approvals_decided"], row(table)["approvals_meaningful"]) == (2, 1)

@@ -56,12 +56,12 @@ def batch_schema() -> dict[str, Any]:
     return batch
 
 
-def _strip_logical(schema: Any) -> Any:
+def strip_logical(schema: Any) -> Any:
     """Read timestamp-millis as plain longs: same bytes, no datetime round trip."""
     if isinstance(schema, dict):
-        return {k: _strip_logical(v) for k, v in schema.items() if k != "logicalType"}
+        return {k: strip_logical(v) for k, v in schema.items() if k != "logicalType"}
     if isinstance(schema, list):
-        return [_strip_logical(s) for s in schema]
+        return [strip_logical(s) for s in schema]
     return schema
 
 
@@ -88,7 +88,7 @@ def prepare_writer_schema(schema_id: int, schema: Mapping[str, Any]) -> WriterSc
         raise RejectedInput(
             "unsupported_schema", f"schema id {schema_id} is {full or 'unnamed'}, not an event"
         )
-    parsed = fastavro.parse_schema(_strip_logical(copy.deepcopy(dict(schema))))
+    parsed = fastavro.parse_schema(strip_logical(copy.deepcopy(dict(schema))))
     return WriterSchema(schema_id, parsed, full == BATCH_RECORD, compile_reader(parsed))
 
 
@@ -201,8 +201,8 @@ class AvroEncoder:
     ) -> None:
         self._event_id = event_schema_id
         self._batch_id = batch_schema_id
-        self._event = fastavro.parse_schema(_strip_logical(event_schema()))
-        self._batch = fastavro.parse_schema(_strip_logical(batch_schema()))
+        self._event = fastavro.parse_schema(strip_logical(event_schema()))
+        self._batch = fastavro.parse_schema(strip_logical(batch_schema()))
 
     def event(self, event: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()

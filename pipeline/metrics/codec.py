@@ -11,18 +11,14 @@ bytes are the same.
 
 from __future__ import annotations
 
-import copy
-import io
-import json
-import struct
 from dataclasses import fields
 from typing import Any, Final, Literal
 
-import fastavro
 import orjson
 
+from pipeline.avro_topic import AvroTopic
 from pipeline.codec import MAGIC, load_schema
-from pipeline.errors import InfraError, RejectedInput
+from pipeline.errors import RejectedInput
 from pipeline.metrics.record import DIMENSION_SYMBOLS, MetricRecord
 
 #: Local catalogue id of the metric schema (events use 1 and 2), used without a registry.
@@ -37,18 +33,6 @@ MetricFormat = Literal["avro", "json"]
 def metric_schema() -> dict[str, Any]:
     """``schemas/metric.avsc`` as JSON (with logical types: what registries get)."""
     return load_schema("metric.avsc")
-
-
-def _strip_logical(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: _strip_logical(v) for k, v in schema.items() if k != "logicalType"}
-    if isinstance(schema, list):
-        return [_strip_logical(s) for s in schema]
-    return schema
-
-
-def _parse(schema: dict[str, Any]) -> Any:
-    return fastavro.parse_schema(_strip_logical(copy.deepcopy(schema)))
 
 
 def _datum(record: MetricRecord) -> dict[str, Any]:
@@ -77,20 +61,15 @@ class MetricCodec:
         writer_schema: dict[str, Any] | None = None,
     ) -> None:
         self.fmt = fmt
-        self.subject = f"{topic}-value"
-        self._client = client
-        if client is None and registry_url:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-
-            self._client = SchemaRegistryClient.new_client({"url": registry_url})
-        self._reader = _parse(metric_schema())
-        self._writer_schema = writer_schema or metric_schema()
-        self._writer = _parse(self._writer_schema) if writer_schema else self._reader
-        self._writers: dict[int, Any] = {}
-        self._schema_id: int | None = None
-        if self._client is None:
-            self._schema_id = LOCAL_METRIC_SCHEMA_ID
-            self._writers[LOCAL_METRIC_SCHEMA_ID] = self._writer
+        self._avro = AvroTopic(
+            metric_schema(),
+            local_id=LOCAL_METRIC_SCHEMA_ID,
+            topic=topic,
+            registry_url=registry_url,
+            client=client,
+            writer_schema=writer_schema,
+        )
+        self.subject = self._avro.subject
 
     @classmethod
     def from_settings(cls, settings: Any, fmt: MetricFormat = "avro") -> MetricCodec:
@@ -98,41 +77,18 @@ class MetricCodec:
 
     @property
     def uses_registry(self) -> bool:
-        return self._client is not None
+        return self._avro.uses_registry
 
     def register(self) -> int:
         """The writer schema's id: local, or registered under ``{topic}-value``."""
-        if self._schema_id is not None:
-            return self._schema_id
-        from confluent_kafka.schema_registry import Schema
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        try:
-            schema_id = int(
-                self._client.register_schema(
-                    self.subject, Schema(json.dumps(self._writer_schema), "AVRO")
-                )
-            )
-        except SchemaRegistryError as exc:
-            raise InfraError(
-                f"schema registry refused {self.subject} ({exc.http_status_code}): "
-                "is the change backward compatible?"
-            ) from None
-        except Exception as exc:
-            raise InfraError(f"schema registry unreachable ({type(exc).__name__})") from None
-        self._writers[schema_id] = self._writer
-        self._schema_id = schema_id
-        return schema_id
+        return self._avro.register()
 
     # ---- encode ------------------------------------------------------------------
 
     def encode(self, record: MetricRecord) -> bytes:
         if self.fmt == "json":
             return orjson.dumps(record.to_dict())
-        buf = io.BytesIO()
-        buf.write(struct.pack(">bI", MAGIC, self.register()))
-        fastavro.schemaless_writer(buf, self._writer, _datum(record))
-        return buf.getvalue()
+        return self._avro.encode(_datum(record))
 
     # ---- decode ------------------------------------------------------------------
 
@@ -144,57 +100,8 @@ class MetricCodec:
             return self._decode_avro(value)
         return self._decode_json(value)
 
-    def _writer_for(self, schema_id: int) -> Any:
-        found = self._writers.get(schema_id)
-        if found is not None:
-            return found
-        if self._client is None:
-            raise RejectedInput("unknown_schema_id", f"schema id {schema_id} is not local")
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        try:
-            schema = self._client.get_schema(schema_id)
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                raise RejectedInput(
-                    "unknown_schema_id", f"schema id {schema_id} is not in the registry"
-                ) from None
-            raise InfraError(f"schema registry error {exc.http_status_code}") from None
-        except Exception as exc:
-            raise InfraError(f"schema registry unreachable ({type(exc).__name__})") from None
-        try:
-            parsed_json = json.loads(schema.schema_str)
-            name = parsed_json.get("name", "")
-            full = name if "." in name else f"{parsed_json.get('namespace')}.{name}"
-            if full != METRIC_RECORD:
-                raise RejectedInput("unsupported_schema", f"schema id {schema_id} is {full}")
-            parsed = _parse(parsed_json)
-        except RejectedInput:
-            raise
-        except Exception as exc:
-            raise RejectedInput(
-                "unsupported_schema", f"schema id {schema_id} does not parse ({type(exc).__name__})"
-            ) from None
-        self._writers[schema_id] = parsed
-        return parsed
-
     def _decode_avro(self, value: bytes) -> MetricRecord:
-        if len(value) < 5:
-            raise RejectedInput("invalid_avro", "Confluent wire header is truncated")
-        (schema_id,) = struct.unpack_from(">I", value, 1)
-        writer = self._writer_for(schema_id)
-        buf = io.BytesIO(value)
-        buf.seek(5)
-        try:
-            reader = None if writer is self._reader else self._reader
-            datum: Any = fastavro.schemaless_reader(buf, writer, reader)
-        except Exception as exc:
-            raise RejectedInput(
-                "invalid_avro", f"Avro does not decode: {type(exc).__name__}"
-            ) from None
-        if buf.tell() != len(value):
-            raise RejectedInput("invalid_avro", "trailing bytes after the Avro datum")
-        return _record(datum)
+        return _record(self._avro.decode(value))
 
     def _decode_json(self, value: bytes) -> MetricRecord:
         try:

@@ -144,9 +144,10 @@ def to_alert(
         "detector": spec.id,
         "severity": severity,
         **{name: finding.context.get(name) for name in SUBJECT_FIELDS},
-        # optional: the acting identity's registry team, and how many occurrences
-        # of the incident this record adds (metrics count occurrences, not records)
+        # optional: the acting identity's registry team and mode, and how many
+        # occurrences of the incident this record adds (metrics count occurrences)
         "team": finding.context.get("team"),
+        "mode": finding.context.get("mode"),
         "occurrences": occurrences,
         "window_start": finding.window_start,
         "window_end": finding.window_end,

@@ -45,9 +45,13 @@ SELF_ACTIVITY = frozenset(
 def event_context(event: Event, **extra: Any) -> dict[str, Any]:
     """The alert subject fields found on ``event`` (non-empty only), plus ``extra``."""
     ctx = {name: event[name] for name in CONTEXT_FIELDS if event.get(name)}
-    team = identity_of(event).get("team")
+    identity = identity_of(event)
+    team = identity.get("team")
     if team:
         ctx["team"] = team  # the registry team, for the alert's optional ``team`` field
+    mode = identity.get("mode")
+    if mode:
+        ctx["mode"] = mode  # the registry mode: per-mode policy, the alert's ``mode``
     ctx.update({k: v for k, v in extra.items() if v is not None})
     return ctx
 

@@ -34,17 +34,22 @@ from pipeline.metrics import (
     TaskCompleted,
     TaskCredentialCompleted,
 )
-from pipeline.metrics.deltas import Outcome
+from pipeline.metrics.deltas import DEFAULT_MODE, Outcome
 
 Event = dict[str, Any]
 
 
 def _dims(event: Event) -> dict[str, Any]:
     identity = event.get("identity") or {}
+    if not isinstance(identity, dict):
+        identity = {}
+    known = identity.get("known") is True
     return {
         "platform": event.get("platform"),
-        "team": identity.get("team") if isinstance(identity, dict) else None,
+        "team": identity.get("team"),
         "identity_id": event.get("identity_id"),
+        # a known identity's registry mode (none = autonomous); unknown: no mode
+        "mode": (identity.get("mode") or DEFAULT_MODE) if known else None,
     }
 
 
@@ -97,12 +102,18 @@ def _task(
         done = m.get("done")
         if done and done.get("safe"):
             done["safe"] = False
-            out.append(Correction(done["t"], "tasks_safe", -1, *_done_dims(done)))
+            out.append(_correction(done, "tasks_safe"))
     return out
 
 
-def _done_dims(done: dict[str, Any]) -> tuple[Any, Any, Any]:
-    return done.get("platform"), done.get("team"), done.get("identity_id")
+def _done_dims(done: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """platform, team, identity, mode (None in states kept before modes existed)."""
+    return done.get("platform"), done.get("team"), done.get("identity_id"), done.get("mode")
+
+
+def _correction(done: dict[str, Any], counter: Any) -> Correction:
+    platform, team, identity_id, mode = _done_dims(done)
+    return Correction(int(done["t"]), counter, -1, platform, team, identity_id, mode)
 
 
 def task_deadline(state: dict[str, Any], grace_ms: int) -> int | None:
@@ -122,13 +133,18 @@ def judge_credentials(state: dict[str, Any], watermark: int, grace_ms: int) -> l
     m = state["_m"]
     done = m["done"]
     done["judged"] = True
-    platform, team, identity_id = _done_dims(done)
+    platform, team, identity_id, mode = _done_dims(done)
     out: list[Outcome] = []
     for cred in sorted(m.get("creds", {})):
         at = m.get("revoked", {}).get(cred)
         out.append(
             TaskCredentialCompleted(
-                int(done["t"]), at is not None and at <= deadline, platform, team, identity_id
+                int(done["t"]),
+                at is not None and at <= deadline,
+                platform,
+                team,
+                identity_id,
+                mode,
             )
         )
     return out
@@ -166,7 +182,7 @@ def _approval(
         dec = m.get("dec")
         if dec and dec.get("judged") and dec.get("meaningful"):
             dec["meaningful"] = False
-            out.append(Correction(dec["t"], "approvals_meaningful", -1, *_done_dims(dec)))
+            out.append(_correction(dec, "approvals_meaningful"))
     return out
 
 
@@ -185,8 +201,8 @@ def judge_approval(state: dict[str, Any], watermark: int) -> list[Outcome]:
     t, req = int(dec["t"]), m.get("req")
     review = (t - req) / 1000.0 if req is not None and t >= req else None
     dec["judged"], dec["meaningful"] = True, not m.get("rs")
-    platform, team, identity_id = _done_dims(dec)
-    return [ApprovalDecided(t, review, bool(dec["meaningful"]), platform, team, identity_id)]
+    platform, team, identity_id, mode = _done_dims(dec)
+    return [ApprovalDecided(t, review, bool(dec["meaningful"]), platform, team, identity_id, mode)]
 
 
 def alert_outcomes(alerts: list[dict[str, Any]]) -> list[Outcome]:
@@ -200,6 +216,7 @@ def alert_outcomes(alerts: list[dict[str, Any]]) -> list[Outcome]:
             a.get("team"),
             a.get("identity_id"),
             int(a.get("occurrences") or 1),
+            a.get("mode"),
         )
         for a in alerts
     ]

@@ -6,7 +6,8 @@ the metrics agent adds deltas into its windows (``windows.MetricWindows``).
 
 A delta is plain JSON (it travels on an internal topic and may sit in a Table)::
 
-    {"w": window_size_ms, "ws": window_start, "dim": "global"|"platform"|"team"|"identity",
+    {"w": window_size_ms, "ws": window_start,
+     "dim": "global"|"platform"|"team"|"identity"|"mode",
      "val": dimension value ("all" for global), "n": source items folded in,
      "c": {counter: int}, "h": {histogram: {bucket: count}}, "a": {detector: count}}
 
@@ -16,8 +17,10 @@ Counters may be negative (corrections, e.g. a finding that arrives after its tas
 counted safe). Histograms use the fixed log buckets of ``histogram.py``.
 
 Dimensions of an item: ``global`` always; ``platform``, ``team`` (the identity's team
-from the registry) and ``identity`` (``identity_id``) when known — an item with no
-team is in no team window, never in a made-up "unknown" team.
+from the registry), ``identity`` (``identity_id``) and ``mode`` (the registry mode of a
+known identity: ``autonomous`` when the registry gives none) when known — an item
+with no team is in no team window, never in a made-up "unknown" team, and an item
+whose identity the registry does not know is in no mode window.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from typing import Any, Final, Literal, TypedDict
 
 from pipeline.metrics.histogram import bucket_of, merge_into
 
-Dimension = Literal["global", "platform", "team", "identity"]
-DIMENSIONS: Final[tuple[Dimension, ...]] = ("global", "platform", "team", "identity")
+Dimension = Literal["global", "platform", "team", "identity", "mode"]
+DIMENSIONS: Final[tuple[Dimension, ...]] = ("global", "platform", "team", "identity", "mode")
 DIMENSION_ORDER: Final[Mapping[str, int]] = {d: i for i, d in enumerate(DIMENSIONS)}
 GLOBAL_VALUE: Final = "all"
+#: The mode of a known identity whose registry entry has none (keys.DEFAULT_MODE).
+DEFAULT_MODE: Final = "autonomous"
 
 Counter = Literal[
     "tasks_completed",
@@ -83,6 +88,7 @@ class TaskCompleted:
     identity_id: str | None
     succeeded: bool
     safe: bool
+    mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,7 @@ class TaskCredentialCompleted:
     platform: str | None = None
     team: str | None = None
     identity_id: str | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,7 @@ class ApprovalDecided:
     platform: str | None = None
     team: str | None = None
     identity_id: str | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,7 @@ class AlertRaised:
     team: str | None = None
     identity_id: str | None = None
     occurrences: int = 1
+    mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +143,7 @@ class Correction:
     platform: str | None = None
     team: str | None = None
     identity_id: str | None = None
+    mode: str | None = None
 
 
 Outcome = TaskCompleted | TaskCredentialCompleted | ApprovalDecided | AlertRaised | Correction
@@ -172,7 +182,9 @@ class _Fold:
         self.sizes = sizes
         self.out: dict[tuple[int, int, str, str], Delta] = {}
 
-    def deltas_for(self, time: int, platform: Any, team: Any, identity_id: Any) -> Iterable[Delta]:
+    def deltas_for(
+        self, time: int, platform: Any, team: Any, identity_id: Any, mode: Any = None
+    ) -> Iterable[Delta]:
         dims = [("global", GLOBAL_VALUE)]
         if platform is not None:
             dims.append(("platform", str(platform)))
@@ -180,6 +192,8 @@ class _Fold:
             dims.append(("team", str(team)))
         if identity_id is not None:
             dims.append(("identity", str(identity_id)))
+        if mode is not None:
+            dims.append(("mode", str(mode)))
         out = self.out
         for w in self.sizes:
             ws = time - time % w
@@ -219,7 +233,7 @@ def action_deltas(
 
     Fast path (~1 µs an event): each event is counted into a cell keyed by everything
     a delta can tell apart (one tuple, one dict update), cells are summed per subject
-    (tick, platform, team, identity), and only subjects are spread over window sizes
+    (tick, platform, team, identity, mode), and only subjects are spread over window sizes
     and dimensions; a batch has few subjects, so that part does not grow with it.
     """
     sizes = check_window_sizes(window_sizes)
@@ -239,8 +253,9 @@ def action_deltas(
             known = ident.get("known") is True
             team = ident.get("team")
             kind = ident.get("kind")
+            mode = (ident.get("mode") or DEFAULT_MODE) if known else None
         else:
-            known, team, kind = False, None, None
+            known, team, kind, mode = False, None, None, None
         if e.get("credential_id") is None:
             with_cred = ephemeral = False
         else:
@@ -261,6 +276,7 @@ def action_deltas(
             e.get("platform"),
             team,
             e.get("identity_id"),
+            mode,
             e.get("policy_decision") == "allow",
             known,
             with_cred,
@@ -269,20 +285,21 @@ def action_deltas(
         )
         cells[key] = cell(key, 0) + 1
 
-    # cells -> subjects (one per tick, platform, team, identity): few, whatever the batch
+    # cells -> subjects (one per tick, platform, team, identity, mode): few, whatever the batch
     subjects: dict[tuple[Any, ...], list[Any]] = {}
     for (
         tick,
         platform,
         team,
         iid,
+        mode,
         allowed,
         known,
         with_cred,
         ephemeral,
         bucket,
     ), n in cells.items():
-        skey = (tick, platform, team, iid)
+        skey = (tick, platform, team, iid, mode)
         acc = subjects.get(skey)
         if acc is None:
             acc = subjects[skey] = [0, 0, 0, 0, 0, {}]
@@ -300,7 +317,7 @@ def action_deltas(
             hist[bucket] = hist.get(bucket, 0) + n
 
     fold = _Fold(sizes)
-    for (tick, platform, team, iid), (
+    for (tick, platform, team, iid, mode), (
         n,
         allowed,
         known,
@@ -308,7 +325,7 @@ def action_deltas(
         ephemeral,
         hist,
     ) in subjects.items():
-        for d in fold.deltas_for(tick * step, platform, team, iid):
+        for d in fold.deltas_for(tick * step, platform, team, iid, mode):
             d["n"] += n
             c = d["c"]
             for name, amount in (
@@ -334,7 +351,7 @@ def outcome_deltas(outcomes: Iterable[Outcome], window_sizes: Sequence[int]) -> 
     """
     fold = _Fold(check_window_sizes(window_sizes))
     for o in outcomes:
-        for d in fold.deltas_for(o.time, o.platform, o.team, o.identity_id):
+        for d in fold.deltas_for(o.time, o.platform, o.team, o.identity_id, o.mode):
             d["n"] += 1
             c = d["c"]
             if isinstance(o, TaskCompleted):

@@ -17,7 +17,7 @@ from pipeline.metrics.histogram import normalized, quantile
 
 #: Avro enum symbols of ``dimension``; ``unknown`` is the reader's default for symbols
 #: added by a newer writer.
-DIMENSION_SYMBOLS: Final = ("global", "platform", "team", "identity", "unknown")
+DIMENSION_SYMBOLS: Final = ("global", "platform", "team", "identity", "unknown", "mode")
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ def test_metrics_match_independent_counts(
         events, registry, out.alerts, [MINUTE], policy_values(settings.policy_file)
     )
     assert out.metrics, "no metric record arrived"
-    assert {r["dimension"] for r in out.metrics} == {"global", "platform", "team", "identity"}
+    dimensions = {r["dimension"] for r in out.metrics}
+    assert dimensions == {"global", "platform", "team", "identity", "mode"}
     problems = differences(expected, out.metrics)
     assert not problems, summarize(problems)

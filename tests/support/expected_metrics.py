@@ -77,6 +77,8 @@ def _dims(event: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append(("team", str(identity["team"])))
     if event.get("identity_id") is not None:
         out.append(("identity", str(event["identity_id"])))
+    if identity.get("known") is True:  # the registry mode; a known identity without one
+        out.append(("mode", str(identity.get("mode") or "autonomous")))  # is autonomous
     return out
 
 

@@ -13,7 +13,9 @@ Definitions (issue 12, "metrics follow findings"):
   window holding its time;
 * dimensions of an event: ``global/all``; ``platform``; ``team`` = the registry team
   of its ``identity_id`` (when the registry has one); ``identity`` = its
-  ``identity_id``;
+  ``identity_id``; ``mode`` = the registry mode of its ``identity_id`` when the
+  registry has the identity (``autonomous`` when the entry has no mode; an identity
+  the registry lacks is in no mode);
 * actions, at their ``event_time``: authorised = ``policy_decision`` allow;
   attributable = ``identity_id`` known to the registry; with credential =
   ``credential_id`` set; ephemeral = that credential was issued JIT, or its lifetime
@@ -35,12 +37,12 @@ Definitions (issue 12, "metrics follow findings"):
   ``evidence.event_ids`` an event that carries that ``approval_id``; review seconds
   = decided - first requested (when the request was published);
 * alerts: occurrences of findings, Create or Update, in the window of the record's
-  ``time``, in ``global``, ``platform``, ``identity`` and ``team`` (registry team of
-  the alert's ``identity_id``). The occurrences a record adds come from OCSF's
-  ``count`` (occurrences of the incident so far): its ``count`` minus the highest
-  ``count`` of the same alert id's other records below it. One occurrence per record
-  makes this "every record counts once"; a record delivered twice (at-least-once
-  output) adds nothing the second time.
+  ``time``, in ``global``, ``platform``, ``identity``, ``team`` and ``mode`` (registry
+  team and mode of the alert's ``identity_id``, as for events). The occurrences a
+  record adds come from OCSF's ``count`` (occurrences of the incident so far): its
+  ``count`` minus the highest ``count`` of the same alert id's other records below it.
+  One occurrence per record makes this "every record counts once"; a record delivered
+  twice (at-least-once output) adds nothing the second time.
 """
 
 from __future__ import annotations
@@ -165,6 +167,9 @@ def expected_metrics(
             out.append(("team", str(team)))
         if identity_id is not None:
             out.append(("identity", str(identity_id)))
+        entry = identities.get(str(identity_id)) if identity_id is not None else None
+        if entry is not None:
+            out.append(("mode", str(entry.get("mode") or "autonomous")))
         return out
 
     def rows(time: int, where: list[tuple[str, str]]) -> list[dict[str, Any]]:

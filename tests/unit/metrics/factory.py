@@ -27,8 +27,9 @@ def action_deltas(
 
 
 IDENTITIES: dict[str, dict[str, Any]] = {
-    "agent-a": {"known": True, "kind": "ai_agent", "team": "sales"},
-    "agent-b": {"known": True, "kind": "workload", "team": "eng"},
+    "agent-a": {"known": True, "kind": "ai_agent", "team": "sales", "mode": "reporting"},
+    "agent-b": {"known": True, "kind": "workload", "team": "eng", "mode": "assistant"},
+    # a view without ``mode`` (enriched before modes existed): a known identity is autonomous
     "svc-c": {"known": True, "kind": "service_account", "team": None},
     "ghost": {"known": False, "kind": None, "team": None},
 }

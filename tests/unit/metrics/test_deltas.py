@@ -27,6 +27,8 @@ from pipeline.metrics.windows import MetricWindows
 from tests.support.expected_metrics import differences, expected_metrics
 from tests.unit.metrics.factory import BASE, HOUR, MIN, action, action_deltas, random_actions
 
+DIMS = ["global", "platform", "team", "identity", "mode"]
+
 
 def by_key(deltas):
     return {(d["w"], d["ws"], d["dim"], d["val"]): d for d in deltas}
@@ -39,6 +41,7 @@ def test_one_action_lands_in_every_dimension_it_has() -> None:
         (MIN, BASE, "platform", "crm"),
         (MIN, BASE, "team", "sales"),
         (MIN, BASE, "identity", "agent-a"),
+        (MIN, BASE, "mode", "reporting"),
     }
     d = deltas[(MIN, BASE, "global", "all")]
     assert d["n"] == 1
@@ -55,7 +58,8 @@ def test_one_action_lands_in_every_dimension_it_has() -> None:
 
 def test_no_team_and_no_identity_mean_no_such_dimension() -> None:
     no_team = by_key(action_deltas([action(BASE, "svc-c")], [MIN]))
-    assert {k[2] for k in no_team} == {"global", "platform", "identity"}
+    assert {k[2] for k in no_team} == {"global", "platform", "identity", "mode"}
+    assert (MIN, BASE, "mode", "autonomous") in no_team  # known, no mode in its view
     anonymous = by_key(action_deltas([action(BASE, None)], [MIN]))
     assert {k[2] for k in anonymous} == {"global", "platform"}
     c = anonymous[(MIN, BASE, "global", "all")]["c"]
@@ -65,6 +69,7 @@ def test_no_team_and_no_identity_mean_no_such_dimension() -> None:
 def test_unknown_identity_is_not_attributable_but_keeps_its_identity_window() -> None:
     deltas = by_key(action_deltas([action(BASE, "ghost")], [MIN]))
     assert deltas[(MIN, BASE, "identity", "ghost")]["c"]["actions_attributable"] == 0
+    assert not any(k[2] == "mode" for k in deltas)  # unknown to the registry: no mode
 
 
 def test_only_actions_are_counted() -> None:
@@ -150,7 +155,7 @@ def test_one_delta_per_window_and_dimension_per_batch() -> None:
     assert len(keys) == len(set(keys))
     assert keys == sorted(
         keys,
-        key=lambda k: (k[0], k[1], ["global", "platform", "team", "identity"].index(k[2]), k[3]),
+        key=lambda k: (k[0], k[1], DIMS.index(k[2]), k[3]),
     )
 
 
@@ -264,7 +269,13 @@ def test_combine_merges_same_window_and_dimension() -> None:
 def test_routing_key_groups_all_windows_of_a_dimension_value() -> None:
     deltas = action_deltas([action(BASE), action(BASE + HOUR)], [MIN, HOUR])
     keys = {routing_key(d) for d in deltas}
-    assert keys == {"global|all", "platform|crm", "team|sales", "identity|agent-a"}
+    assert keys == {
+        "global|all",
+        "platform|crm",
+        "team|sales",
+        "identity|agent-a",
+        "mode|reporting",
+    }
 
 
 @pytest.mark.parametrize("sizes", [[], [0], [-5]])

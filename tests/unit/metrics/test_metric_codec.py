@@ -129,3 +129,31 @@ def test_registry_without_the_id_is_a_rejection() -> None:
     with pytest.raises(RejectedInput) as exc:
         codec.decode(b"\x00" + struct.pack(">I", 4242) + b"\x00")
     assert exc.value.code == "unknown_schema_id"
+
+
+def test_mode_dimension_round_trips_and_a_v1_reader_sees_unknown() -> None:
+    import io
+    import json
+
+    import fastavro
+
+    from pipeline.codec import schemas_dir
+
+    codec = MetricCodec("avro")
+    record = MetricRecord(BASE, BASE + MIN, MIN, "mode", "reporting", actions_total=3)
+    value = codec.encode(record)
+    assert codec.decode(value) == record
+    v1 = json.loads((schemas_dir() / "history" / "metric" / "v1.avsc").read_text())
+
+    def plain(schema: object) -> object:  # the codec strips logical types likewise
+        if isinstance(schema, dict):
+            return {k: plain(v) for k, v in schema.items() if k != "logicalType"}
+        return [plain(s) for s in schema] if isinstance(schema, list) else schema
+
+    old = fastavro.schemaless_reader(
+        io.BytesIO(value[5:]),
+        fastavro.parse_schema(plain(metric_schema())),
+        fastavro.parse_schema(plain(v1)),
+    )
+    assert isinstance(old, dict)
+    assert (old["dimension"], old["dimension_value"]) == ("unknown", "reporting")

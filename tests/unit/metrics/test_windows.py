@@ -39,7 +39,7 @@ def test_emission_only_once_the_watermark_reaches_the_end() -> None:
     w.add_all(action_deltas([action(BASE + 10)], [MIN]))
     assert w.advance(BASE + MIN - 1) == []
     records = w.advance(BASE + MIN)
-    assert {r.dimension for r in records} == {"global", "platform", "team", "identity"}
+    assert {r.dimension for r in records} == {"global", "platform", "team", "identity", "mode"}
     assert all(r.revision == 0 and r.emitted_at == BASE + MIN for r in records)
     assert w.advance(BASE + MIN + 5) == []  # nothing new: nothing re-emitted
 
@@ -61,6 +61,7 @@ def test_out_of_order_delta_within_lateness_re_emits_with_a_higher_revision() ->
         ("platform", "crm", 1),
         ("team", "eng", 0),
         ("identity", "agent-b", 0),
+        ("mode", "assistant", 0),
     }
 
 
@@ -201,7 +202,7 @@ def test_many_open_windows_wait_for_the_watermark_and_none_closes_early(caplog) 
 def test_unconfigured_window_size_is_ignored_not_fatal() -> None:
     w = windows(sizes=[MIN])
     w.add_all(action_deltas([action(BASE)], [HOUR]))
-    assert w.ignored == 4
+    assert w.ignored == 5  # global, platform, team, identity, mode
     assert w.advance(BASE + 2 * HOUR) == []
 
 

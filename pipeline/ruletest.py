@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.detectors.base import Detector, DetectorSpec, Event, Finding, State
+from pipeline.detectors.base import Detector, Event, Finding, State
 from pipeline.detectors.policy import DEFAULT_POLICY, Policy, parse_policy
 from pipeline.errors import ConfigError, RejectedInput
 
@@ -87,14 +87,16 @@ def load_policy_for(detector: Detector, policy: Policy | str | Path | None) -> P
         return policy
     from pipeline.detectors.registry import all_detectors
 
-    specs: dict[str, DetectorSpec] = {d.spec.id: d.spec for d in all_detectors()}
-    specs[detector.spec.id] = detector.spec
+    chosen: dict[str, Detector] = {d.spec.id: d for d in all_detectors()}
+    chosen[detector.spec.id] = detector
     file = Path(policy)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleTestError(f"cannot read policy file {file}: {exc.strerror or exc}") from None
-    return parse_policy(text, str(policy), specs.values())
+    return parse_policy(
+        text, str(policy), [d.spec for d in chosen.values()], detectors=chosen.values()
+    )
 
 
 # -- events ----------------------------------------------------------------------------

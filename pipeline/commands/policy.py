@@ -44,6 +44,14 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     enabled = sum(1 for d in all_detectors() if policy.enabled(d.spec))
     print(f"ok: {enabled} detectors enabled")
+    for det in all_detectors():
+        for mode, settings in policy.modes(det.spec.id).items():
+            said = [
+                ("on" if settings.enabled else "off") if settings.enabled is not None else "",
+                settings.severity or "",
+                " ".join(f"{k}={_yaml(v)}" for k, v in settings.thresholds.items()),
+            ]
+            print(f"  {det.spec.id} for {mode} identities: {', '.join(w for w in said if w)}")
     return 0
 
 
@@ -61,8 +69,11 @@ def _yaml(value: Any) -> str:
 def render_example(specs: list[DetectorSpec]) -> str:
     """A complete policy at the defaults, one commented block per detector."""
     from pipeline.detectors.policy import DEFAULT_POLICY
+    from pipeline.detectors.registry import all_detectors
 
     p = DEFAULT_POLICY
+    listed = {s.id for s in specs}
+    per_event = sorted(d.spec.id for d in all_detectors() if d.per_event and d.spec.id in listed)
     out = [
         "# govpipe detection policy: every knob, at its default (`govpipe policy example`).",
         "# Point GOVPIPE_POLICY at a copy; keep only what you change (omitted = default).",
@@ -84,6 +95,16 @@ def render_example(specs: list[DetectorSpec]) -> str:
         "",
         "# Per detector: enabled (true/false), severity (low|medium|high|critical),",
         "# thresholds (only the names listed; a typo is an error).",
+        "# Per mode of autonomy of the acting identity (the registry's mode: reporting,",
+        "# assistant, autonomous; none = autonomous), a detector can add",
+        "#   modes: {reporting: {enabled: false}, autonomous: {severity: critical}}",
+        "# enabled and severity for every detector; thresholds per mode only for the",
+        *textwrap.wrap(
+            f"single-event ones ({', '.join(per_event)}), never dedup_s. See docs/policy.md.",
+            84,
+            initial_indent="# ",
+            subsequent_indent="# ",
+        ),
         "detectors:",
     ]
     for spec in specs:

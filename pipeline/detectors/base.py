@@ -125,6 +125,10 @@ class Detector:
     spec: DetectorSpec
     on_events: OnEvents
     on_watermark: OnWatermark = _no_timers
+    #: ``on_events`` judges each event on its own, keeps no state and sets no timer
+    #: (the ``single_event`` driver): the engine may split a batch and judge each part
+    #: with other thresholds (a policy's thresholds per mode)
+    per_event: bool = False
 
 
 def subject_of(kind: str, event: Event) -> str | None:

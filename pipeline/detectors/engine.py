@@ -18,6 +18,13 @@ retried event by event so only the bad ones are left out, and each bad
 and dead-letter. A timer that raises is dropped (its state is put back without
 the deadline, or it would fire again at once). Without the list, exceptions
 propagate: detector tests and ``govpipe rules test`` want the traceback.
+
+Modes (the policy's ``detectors.<id>.modes``, docs/policy.md): a finding whose
+identity's mode (``mode`` in its context; none = ``autonomous``) has the detector
+off is dropped, and its severity is the mode's when the mode sets one. A detector
+off for itself but on for a mode runs, and keeps only that mode's findings. A
+per-event detector with thresholds per mode judges the events of each mode with that
+mode's thresholds (``mode_of_event``: the event's identity view).
 """
 
 from __future__ import annotations
@@ -30,8 +37,23 @@ from typing import Any
 import orjson
 
 from pipeline.detectors.alerts import alert_id, first_seen, last_seen, record_alert, to_alert
-from pipeline.detectors.base import Context, Detector, DetectorSpec, Event, Finding, State
-from pipeline.detectors.policy import DEFAULT_DEDUP_S, DEFAULT_POLICY, Policy
+from pipeline.detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Event,
+    Finding,
+    Severity,
+    State,
+)
+from pipeline.detectors.policy import (
+    DEFAULT_DEDUP_S,
+    DEFAULT_POLICY,
+    MODES,
+    Policy,
+    mode_of_context,
+    mode_of_event,
+)
 from pipeline.detectors.registry import all_detectors, subject_kinds_for
 
 
@@ -84,11 +106,31 @@ class DetectionEngine:
                 enabled=self.policy.enabled(det.spec),
             )
             self.specs[spec.id] = spec
-            if spec.enabled:
+            if self.policy.runs(det.spec):  # on for itself, or for some mode
                 self._by_kind.setdefault(spec.subject, []).append(
                     dataclasses.replace(det, spec=spec)
                 )
-        self.enabled_ids = frozenset(i for i, s in self.specs.items() if s.enabled)
+        #: the detectors that run (on for themselves or for some mode): routing follows it
+        self.enabled_ids = frozenset(d.spec.id for ds in self._by_kind.values() for d in ds)
+        #: per detector with mode settings: mode -> (on?, severity override or None)
+        self._modes: dict[str, dict[str, tuple[bool, Severity | None]]] = {
+            i: {m: (self.policy.enabled_in(s, m), self.policy.mode_severity(i, m)) for m in MODES}
+            for i, s in self.specs.items()
+            if self.policy.modes(i)
+        }
+        #: per per-event detector with thresholds per mode: mode -> its spec
+        self._mode_specs: dict[str, dict[str, DetectorSpec]] = {}
+        for ds in self._by_kind.values():
+            for det in ds:
+                if not det.per_event:
+                    continue
+                tuned: dict[str, DetectorSpec] = {
+                    m: dataclasses.replace(det.spec, thresholds=t)
+                    for m in MODES
+                    if (t := self.policy.mode_thresholds(det.spec, m)) is not None
+                }
+                if tuned:
+                    self._mode_specs[det.spec.id] = tuned
         # Per-call work hoisted out of the hot path (stage 2 calls ``process`` for
         # every subject of every record): live ids per kind, severity overrides.
         self._live = {k: frozenset(d.spec.id for d in ds) for k, ds in self._by_kind.items()}
@@ -168,11 +210,13 @@ class DetectionEngine:
             if not batch:
                 continue
             own = state.setdefault(det.spec.id, {})
-            ctx = self._context(det, subject, watermark)
-            if errors is None:
-                found = det.on_events(ctx, own, batch)
-            else:
-                found = self._guarded(det, ctx, state, batch, errors)
+            found = []
+            for spec, part in self._by_mode(det, batch):
+                ctx = Context(spec, spec.thresholds, subject, watermark, self.policy)
+                if errors is None:
+                    found += det.on_events(ctx, own, part)
+                else:
+                    found += self._guarded(det, ctx, state, part, errors)
             if found:
                 findings += self._apply_policy(det.spec, found)
             if not state[det.spec.id]:
@@ -282,16 +326,34 @@ class DetectionEngine:
             )
         return out
 
+    def _by_mode(self, det: Detector, batch: list[Event]) -> list[tuple[DetectorSpec, list[Event]]]:
+        """The batch in one part with the detector's spec, or, for a per-event detector
+        with thresholds per mode, one part per mode (time order kept within each) with
+        that mode's spec."""
+        tuned = self._mode_specs.get(det.spec.id)
+        if tuned is None:
+            return [(det.spec, batch)]
+        parts: dict[str, list[Event]] = {}
+        for event in batch:
+            parts.setdefault(mode_of_event(event), []).append(event)
+        return [(tuned.get(mode, det.spec), part) for mode, part in parts.items()]
+
     def _context(self, det: Detector, subject: str, watermark: int) -> Context:
         return Context(det.spec, det.spec.thresholds, subject, watermark, self.policy)
 
     def _apply_policy(self, spec: DetectorSpec, findings: list[Finding]) -> list[Finding]:
         kept = []
         override = self._severity.get(spec.id)
+        modes = self._modes.get(spec.id)
         for finding in findings:
             if self.policy.excepted(spec.id, finding.context):
                 continue
+            mode_override = None
+            if modes is not None:
+                enabled, mode_override = modes[mode_of_context(finding.context)]
+                if not enabled:
+                    continue
             finding.detector = spec.id
-            finding.severity = override or finding.severity or spec.severity
+            finding.severity = mode_override or override or finding.severity or spec.severity
             kept.append(finding)
         return kept

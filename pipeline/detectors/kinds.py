@@ -151,7 +151,7 @@ def single_event(
             )
         return findings
 
-    return Detector(spec=spec, on_events=on_events)
+    return Detector(spec=spec, on_events=on_events, per_event=True)
 
 
 def _judge_of(match: Match, facts: FactsOf) -> Judge:

@@ -7,6 +7,11 @@ privileged_scopes: ["*admin*", "iam.*"]        # globs; replaces the default lis
 sensitive_actions: ["*.export", "payments.*"]  # globs; replaces the default list
 detectors:
   SP-01: {enabled: true, severity: high, thresholds: {max_lifetime_ai_agent_s: 3600}}
+  SP-05:
+    modes:                                     # by the acting identity's registry mode
+      reporting: {enabled: false}
+      autonomous: {severity: critical}
+  SP-01: {modes: {autonomous: {thresholds: {max_lifetime_ai_agent_s: 900}}}}
 exceptions:
   identities: {SP-01: [agent-x], "*": [agent-test]}   # "*" = every detector
   approvers:  {RS-03: [bob@example.com]}
@@ -19,18 +24,29 @@ thresholds of the wrong type are errors, because a typo there silently keeps the
 default and looks like it worked. Every problem is found in one pass (the schema's
 and the name and type checks together, in file order); only invalid YAML stops at
 its first error.
+
+Modes (``modes``, keyed ``reporting`` / ``assistant`` / ``autonomous``: the acting
+identity's registry ``mode``, docs/contracts/state.md) refine a detector for the
+findings and events of identities in that mode; what a mode leaves out is the
+detector's own setting. ``enabled`` and ``severity`` apply to every detector, per
+finding, by the ``mode`` in the finding's context (the identity the finding is about;
+none = ``autonomous``, the strictest). ``thresholds`` per mode apply only to detectors
+that judge each event on its own (``Detector.per_event``: the ``single_event`` driver),
+which the engine runs per mode with that mode's thresholds; other detectors keep state
+across events of several identities, so ``policy check`` refuses their per-mode
+thresholds, and ``dedup_s`` (it decides the alert id) may not differ by mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from pipeline.detectors.base import DAY, MINUTE, Context, DetectorSpec, Severity
+from pipeline.detectors.base import DAY, MINUTE, Context, Detector, DetectorSpec, Severity
 from pipeline.detectors.base import DEFAULT_DEDUP_S as DEFAULT_DEDUP_S  # engine.py reads it here
 from pipeline.detectors.common import glob_match
 from pipeline.errors import ConfigError
@@ -53,6 +69,11 @@ DEFAULT_SENSITIVE_ACTIONS: tuple[str, ...] = (
     "payments.*",
 )
 ALL = "*"  # exceptions key meaning "every detector"
+#: The registry modes (``enrichment.keys.IDENTITY_MODES``), and the one a finding or
+#: event without a mode is judged by: the strictest.
+Mode = Literal["reporting", "assistant", "autonomous"]
+MODES: tuple[Mode, ...] = ("reporting", "assistant", "autonomous")
+DEFAULT_MODE: Mode = "autonomous"
 
 Pattern = StrictStr
 Name = StrictStr
@@ -64,10 +85,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ModeSettings(_Strict):
+    """A detector's settings for the identities of one mode (unset = the detector's)."""
+
+    enabled: StrictBool | None = None
+    severity: Severity | None = None
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
 class DetectorSettings(_Strict):
     enabled: StrictBool | None = None
     severity: Severity | None = None
     thresholds: dict[str, Any] = Field(default_factory=dict)
+    modes: dict[Mode, ModeSettings] = Field(default_factory=dict)
+
+
+def mode_of_context(context: Mapping[str, Any]) -> str:
+    """The mode a finding is judged by: its context's ``mode``, else the strictest."""
+    mode = context.get("mode")
+    return mode if mode in MODES else DEFAULT_MODE
+
+
+def mode_of_event(event: Mapping[str, Any]) -> str:
+    """The mode an event is judged by: its identity's registry mode, else the strictest
+    (no identity, one the registry does not know, or a view from before modes)."""
+    identity = event.get("identity")
+    mode = identity.get("mode") if isinstance(identity, Mapping) else None
+    return mode if mode in MODES else DEFAULT_MODE
 
 
 class Exceptions(_Strict):
@@ -106,6 +150,31 @@ class Policy(_Strict):
 
     def thresholds(self, spec: DetectorSpec) -> dict[str, Any]:
         return {**spec.thresholds, **self._settings(spec.id).thresholds}
+
+    def modes(self, detector_id: str) -> Mapping[str, ModeSettings]:
+        """The detector's per-mode settings (only the modes the file names)."""
+        return cast("Mapping[str, ModeSettings]", self._settings(detector_id).modes)
+
+    def enabled_in(self, spec: DetectorSpec, mode: str) -> bool:
+        """Is the detector on for identities of ``mode``? (its mode setting, else its own)"""
+        flag = self.modes(spec.id).get(mode, ModeSettings()).enabled
+        return self.enabled(spec) if flag is None else flag
+
+    def runs(self, spec: DetectorSpec) -> bool:
+        """Must the detector run at all: on for itself or for some mode."""
+        return self.enabled(spec) or any(m.enabled for m in self.modes(spec.id).values())
+
+    def mode_severity(self, detector_id: str, mode: str) -> Severity | None:
+        """The severity override for ``mode``, or None (then the detector's)."""
+        settings = self.modes(detector_id).get(mode)
+        return settings.severity if settings is not None else None
+
+    def mode_thresholds(self, spec: DetectorSpec, mode: str) -> dict[str, Any] | None:
+        """The thresholds for ``mode`` when the file tunes them, else None."""
+        settings = self.modes(spec.id).get(mode)
+        if settings is None or not settings.thresholds:
+            return None
+        return {**self.thresholds(spec), **settings.thresholds}
 
     def excepted(self, detector_id: str, context: Mapping[str, Any]) -> bool:
         """Is this finding's identity or approver on the detector's exception list?"""
@@ -226,8 +295,47 @@ def _threshold_problem(default: Any, value: Any) -> str | None:
     return None
 
 
+def _threshold_checks(
+    spec: DetectorSpec, thresholds: Any, where: Loc, problems: list[tuple[Loc, str]]
+) -> None:
+    for name, value in thresholds.items() if isinstance(thresholds, dict) else ():
+        loc: Loc = (*where, str(name))
+        default = spec.thresholds.get(name, DEFAULT_DEDUP_S if name == "dedup_s" else None)
+        if default is None:
+            problems.append((loc, "unknown threshold"))
+        elif (problem := _threshold_problem(default, value)) is not None:
+            problems.append((loc, problem))
+
+
+def _mode_checks(
+    det_id: str, detector: Detector | None, modes: Any, problems: list[tuple[Loc, str]]
+) -> None:
+    """Per-mode thresholds only where the engine can honour them (module doc)."""
+    for mode, settings in modes.items() if isinstance(modes, dict) else ():
+        thresholds = settings.get("thresholds") if isinstance(settings, dict) else None
+        if not isinstance(thresholds, dict) or not thresholds:
+            continue
+        where: Loc = ("detectors", det_id, "modes", str(mode), "thresholds")
+        if detector is None or not detector.per_event:
+            problems.append(
+                (
+                    where,
+                    "thresholds per mode are supported only for detectors that judge each "
+                    "event on its own (single-event rules); set severity or enabled per "
+                    "mode, or the threshold for every mode",
+                )
+            )
+            continue
+        if "dedup_s" in thresholds:
+            problems.append(
+                ((*where, "dedup_s"), "dedup_s cannot differ by mode (it decides the alert id)")
+            )
+
+
 def _raw_checks(
-    data: Mapping[str, Any], specs: Mapping[str, DetectorSpec]
+    data: Mapping[str, Any],
+    specs: Mapping[str, DetectorSpec],
+    detectors_by_id: Mapping[str, Detector] | None = None,
 ) -> list[tuple[Loc, str]]:
     """The checks the schema cannot make (detector ids, threshold names and types, empty
     patterns), run on the raw document so they are reported together with the schema's
@@ -241,14 +349,19 @@ def _raw_checks(
         if spec is None:
             problems.append((("detectors", det_id), "unknown detector"))
             continue
-        thresholds = settings.get("thresholds") if isinstance(settings, dict) else None
-        for name, value in thresholds.items() if isinstance(thresholds, dict) else ():
-            loc: Loc = ("detectors", det_id, "thresholds", str(name))
-            default = spec.thresholds.get(name, DEFAULT_DEDUP_S if name == "dedup_s" else None)
-            if default is None:
-                problems.append((loc, "unknown threshold"))
-            elif (problem := _threshold_problem(default, value)) is not None:
-                problems.append((loc, problem))
+        if not isinstance(settings, dict):
+            continue
+        _threshold_checks(
+            spec, settings.get("thresholds"), ("detectors", det_id, "thresholds"), problems
+        )
+        modes = settings.get("modes")
+        for mode, mode_settings in modes.items() if isinstance(modes, dict) else ():
+            if isinstance(mode_settings, dict):
+                where: Loc = ("detectors", det_id, "modes", str(mode), "thresholds")
+                _threshold_checks(spec, mode_settings.get("thresholds"), where, problems)
+        known = detectors_by_id.get(det_id) if detectors_by_id is not None else None
+        if detectors_by_id is not None:
+            _mode_checks(det_id, known, modes, problems)
     exceptions = data.get("exceptions")
     for table in ("identities", "approvers"):
         entries = exceptions.get(table) if isinstance(exceptions, dict) else None
@@ -269,9 +382,16 @@ def _render(name: str, errors: list[tuple[Pos, str]]) -> list[str]:
 
 
 def parse_policy(
-    text: str, name: str = "policy.yaml", specs: Iterable[DetectorSpec] | None = None
+    text: str,
+    name: str = "policy.yaml",
+    specs: Iterable[DetectorSpec] | None = None,
+    detectors: Iterable[Detector] | None = None,
 ) -> Policy:
-    """Parse and validate policy YAML; ``specs`` defaults to every registered detector."""
+    """Parse and validate policy YAML; ``specs`` defaults to every registered detector.
+
+    ``detectors`` (default: every registered one when ``specs`` is not given) lets the
+    per-mode thresholds be checked against what each detector can honour; with only
+    ``specs``, per-mode thresholds are refused for every detector."""
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -303,11 +423,15 @@ def parse_policy(
         for err in exc.errors():
             loc = _schema_loc(err["loc"])
             errors.append((_pos_of(loc, lines), f"{_dotted(loc)}: {_schema_message(err)}"))
+    chosen = list(detectors) if detectors is not None else None
     if specs is None:
         from pipeline.detectors.registry import all_detectors
 
-        specs = [d.spec for d in all_detectors()]
-    for loc, msg in _raw_checks(data, {s.id: s for s in specs}):
+        if chosen is None:
+            chosen = list(all_detectors())
+        specs = [d.spec for d in chosen]
+    by_id = {d.spec.id: d for d in chosen} if chosen is not None else {}
+    for loc, msg in _raw_checks(data, {s.id: s for s in specs}, by_id):
         errors.append((_pos_of(loc, lines), f"{_dotted(loc)}: {msg}"))
     if errors or policy is None:
         raise PolicyError(_render(name, errors))

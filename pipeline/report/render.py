@@ -325,6 +325,35 @@ def _teams(summary: Summary) -> str:
     )
 
 
+def _modes(summary: Summary) -> str:
+    """Governance rates by the acting identity's mode of autonomy (``mode`` windows)."""
+    head = "".join(f"<th>{esc(spec.label)}</th>" for spec in GOVERNANCE_RATES)
+    rows = [
+        f'<tr><td class="id">{esc(row.team)}</td><td class="n">{_int(row.actions)}</td>'
+        + "".join(rate_cell(r) for r in row.rates)
+        + "</tr>"
+        for row in summary.modes
+    ]
+    if not rows:
+        why = (
+            "not broken down by mode within a team"
+            if summary.scope.startswith("team ")
+            else "no mode windows (metrics from a worker without modes)"
+        )
+        return (
+            "<section><h2>Governance rates by mode of autonomy</h2>"
+            f'<p class="empty">By mode: {esc(why)}.</p></section>'
+        )
+    return (
+        "<section><h2>Governance rates by mode of autonomy</h2>"
+        '<p class="lede">The same rates per mode of the acting identity in the registry: '
+        "reporting, assistant, autonomous (an identity without a mode counts as "
+        "autonomous; identities the registry does not know are in no mode).</p>"
+        f'<table><thead><tr><th>Mode</th><th class="n">Actions</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
 def _detector_table(rows: Sequence[DetectorRow]) -> str:
     present = {s for row in rows for s, _ in row.by_severity}
     shown = [s for s in (*SEVERITIES, OTHER_SEVERITY) if s in present]
@@ -430,6 +459,7 @@ def render_report(
             _cards(summary),
             _completion(summary),
             _teams(summary),
+            _modes(summary),
             _alerts(summary),
             _offenders(summary),
             HOW_TO_READ,

@@ -7,7 +7,7 @@ a zero denominator is None ("n/a"), never 0 %.
 Metric records come in several window sizes and dimensions; to count nothing twice
 the report uses ONE window size (1 minute when present, else the smallest) and
 sums over its windows: ``global`` for the headline and the chart, ``team`` for the
-team table.
+team table, ``mode`` for the table by mode of autonomy.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ OTHER_SEVERITY: Final = "other"
 TOP_OFFENDERS: Final = 10
 TOP_DETECTORS_PER_OFFENDER: Final = 3
 MAX_TEAMS: Final = 30
+#: The registry's modes of autonomy, in the order the report lists them (least
+#: autonomous first); a value outside them (a newer writer's) comes after.
+MODE_ORDER: Final = ("reporting", "assistant", "autonomous")
 #: Bounds on hostile text before it reaches the page (then it is escaped too).
 MAX_ID: Final = 80
 MAX_DETECTOR: Final = 16
@@ -180,6 +183,8 @@ class Summary:
     stretches: int = 0
     #: what the report is limited to (``--team``, ``--since``, ``--until``), or ""
     scope: str = ""
+    #: governance rates per mode of autonomy (``mode`` windows), MODE_ORDER first
+    modes: tuple[TeamRow, ...] = ()
 
 
 #: A stretch of more than this many empty windows is cut out of the time axis (and of
@@ -336,11 +341,12 @@ def completion_series(records: Iterable[MetricRecord], size: int) -> tuple[Point
     return tuple(sorted(points, key=lambda p: p.window_start))
 
 
-def team_rows(records: Iterable[MetricRecord], size: int) -> list[TeamRow]:
-    """Per-team sums over the windows of ``size``, busiest team first."""
+def team_rows(records: Iterable[MetricRecord], size: int, dimension: str = "team") -> list[TeamRow]:
+    """Per-team (or other ``dimension`` value) sums over the windows of ``size``,
+    busiest first."""
     grouped: dict[str, list[MetricRecord]] = {}
     for r in records:
-        if r.dimension == "team" and r.window_size_ms == size:
+        if r.dimension == dimension and r.window_size_ms == size:
             grouped.setdefault(r.dimension_value[:MAX_ID], []).append(r)
     rows = []
     for team, team_records in grouped.items():
@@ -355,6 +361,13 @@ def team_rows(records: Iterable[MetricRecord], size: int) -> list[TeamRow]:
         )
     rows.sort(key=lambda t: (-t.actions, -t.tasks, t.team))
     return rows
+
+
+def mode_rows(records: Iterable[MetricRecord], size: int) -> list[TeamRow]:
+    """Sums per mode of autonomy, in ``MODE_ORDER`` (``TeamRow.team`` holds the mode)."""
+    rows = team_rows(records, size, "mode")
+    rank = {m: i for i, m in enumerate(MODE_ORDER)}
+    return sorted(rows, key=lambda r: (rank.get(r.team, len(rank)), r.team))
 
 
 def summarise(
@@ -417,6 +430,7 @@ def summarise(
         series=series,
         teams=tuple(teams[:MAX_TEAMS]),
         teams_hidden=max(0, len(teams) - MAX_TEAMS),
+        modes=tuple(mode_rows(data.metrics, size)[:MAX_TEAMS]) if size else (),
         alerts_total=len(alerts),
         alerts_by_severity=alerts_by_severity,
         detectors=detector_rows(alerts, titles),

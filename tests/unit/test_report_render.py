@@ -233,6 +233,26 @@ def test_headline_numbers_are_reaggregated_from_counts() -> None:
     assert "n/a" in page
 
 
+def test_governance_rates_by_mode_in_mode_order() -> None:
+    metrics = [
+        metric(T0, actions_total=60, actions_authorized=50),
+        metric(T0, dim="mode", value="autonomous", actions_total=40, actions_authorized=30),
+        metric(T0 + MIN, dim="mode", value="autonomous", actions_total=10, actions_authorized=10),
+        metric(T0, dim="mode", value="reporting", actions_total=10, actions_authorized=10),
+        metric(T0, dim="mode", value="assistant", actions_total=5, actions_authorized=4),
+        metric(T0, size=3_600_000, dim="mode", value="assistant", actions_total=99),
+    ]
+    summary = summarise(data_of(metrics, []))
+    assert [m.team for m in summary.modes] == ["reporting", "assistant", "autonomous"]
+    autonomous = summary.modes[2]
+    assert autonomous.actions == 50  # summed over windows of the chosen size only
+    assert (autonomous.rates[0].numerator, autonomous.rates[0].denominator) == (40, 50)
+    page = page_of(data_of(metrics, []))
+    assert "Governance rates by mode of autonomy" in page and "40 / 50" in page
+    older = page_of(data_of(metrics[:1], []))
+    assert "no mode windows" in older
+
+
 def test_latest_revision_of_each_window_wins() -> None:
     first = metric(T0, tasks_completed=5, tasks_succeeded=5, tasks_safe=5)
     revised = metric(T0, revision=2, tasks_completed=8, tasks_succeeded=7, tasks_safe=4)

@@ -8,7 +8,8 @@ records it produced are then, per round:
 * ``decode``: every internal record decoded;
 * ``stage 2``: a fresh stage 2 and store judge every record, one unit per
   ``--records`` internal records of a partition, as the worker's ``take_events``
-  hands them over, with the unit's writes applied and its own outputs (metric
+  hands them over, with the unit's writes put in the store as the worker's
+  ``TableLog`` does (values, not decoded bytes) and its own outputs (metric
   deltas, progress, finding notices) encoded and fed back (decode included),
   until nothing is left.
 
@@ -43,7 +44,7 @@ from pipeline.flow.route import (
 )
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
-from pipeline.flow.stage2 import Stage2, apply_writes
+from pipeline.flow.stage2 import Stage2
 from pipeline.flow.validate import Validator
 from pipeline.simulate import Simulator
 from pipeline.simulate.generator import parse_violations
@@ -94,8 +95,9 @@ class Harness:
                 if not unit:
                     continue
                 out = stage2.process_unit(store, partition, unit)
-                apply_writes(store, out.writes)
-                apply_writes(store, stage2.sent(partition))
+                # as TableLog.write: the store holds the values, not decoded bytes
+                for key, value, _ in out.writes + stage2.sent(partition):
+                    store[key] = value
                 self.alerts += len(out.alerts)
                 self.metrics += len(out.metrics)
                 by_target: dict[int, list[Any]] = {}

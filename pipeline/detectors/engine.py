@@ -11,13 +11,17 @@ State layout for one subject: ``state[detector_id]`` is that detector's own stat
 bookkeeping of ``alerts.record_alert``.
 
 Quarantine: with an ``errors`` list, a detector that raises does not stop the
-others. Its own state is put back as it was before the call (from a JSON
-snapshot: detector state is JSON by contract), a call over several events is
-retried event by event so only the bad ones are left out, and each bad
-(detector, event) is reported as a ``DetectorError`` for stage 2 to count, log
-and dead-letter. A timer that raises is dropped (its state is put back without
-the deadline, or it would fire again at once). Without the list, exceptions
-propagate: detector tests and ``govpipe rules test`` want the traceback.
+others. Its own state for that subject is never left half-updated: a detector that
+has raised before in this process is called on a JSON snapshot of its state
+(detector state is JSON by contract) and put back as it was before the failing
+call; the first failure of a detector, which had no snapshot, resets its state for
+that subject (snapshotting every call of every detector cost ~10-25% of stage 2's CPU,
+measured with ``bench/stage2_cpu.py``: windowed states are large). A call over
+several events is then retried event by event so only the bad ones are left out,
+and each bad (detector, event) is reported as a ``DetectorError`` for stage 2 to
+count, log and dead-letter. A timer that raises is dropped (its state is put back
+without the deadline, or it would fire again at once). Without the list,
+exceptions propagate: detector tests and ``govpipe rules test`` want the traceback.
 
 Modes (the policy's ``detectors.<id>.modes``, docs/policy.md): a finding whose
 identity's mode (``mode`` in its context; none = ``autonomous``) has the detector
@@ -87,6 +91,8 @@ class DetectorError:
     #: the exception's type name only: its message may quote event values
     error: str
     event: Event | None = None
+    #: the detector's state for this subject was reset (its first failure: no snapshot)
+    reset: bool = False
 
 
 class DetectionEngine:
@@ -133,6 +139,8 @@ class DetectionEngine:
                     self._mode_specs[det.spec.id] = tuned
         # Per-call work hoisted out of the hot path (stage 2 calls ``process`` for
         # every subject of every record): live ids per kind, severity overrides.
+        #: detectors that raised in this process: their calls run on a snapshot
+        self._raised: set[str] = set()
         self._live = {k: frozenset(d.spec.id for d in ds) for k, ds in self._by_kind.items()}
         self._severity = {i: self.policy.severity(s) for i, s in self.specs.items()}
         #: dedup period of each detector's single-event alerts (policy-effective)
@@ -231,13 +239,16 @@ class DetectionEngine:
             if errors is None:
                 found = det.on_watermark(ctx, own)
             else:
-                before = orjson.dumps(own)
+                before = orjson.dumps(own) if det.spec.id in self._raised else None
                 try:
                     found = det.on_watermark(ctx, own)
                 except Exception as exc:
                     # Put back without the deadline: the timer is dropped, not retried.
-                    state[det.spec.id] = orjson.loads(before)
-                    errors.append(DetectorError(det.spec.id, type(exc).__name__))
+                    self._raised.add(det.spec.id)
+                    state[det.spec.id] = {} if before is None else orjson.loads(before)
+                    errors.append(
+                        DetectorError(det.spec.id, type(exc).__name__, reset=before is None)
+                    )
                     found = []
             if found:
                 findings += self._apply_policy(det.spec, found)
@@ -245,34 +256,40 @@ class DetectionEngine:
                 del state[det.spec.id]
         return findings
 
-    @staticmethod
     def _guarded(
+        self,
         det: Detector,
         ctx: Context,
         state: State,
         batch: list[Event],
         errors: list[DetectorError],
     ) -> list[Finding]:
-        """``det.on_events`` over ``batch``; if it raises, its state is put back and
-        the events are retried one by one, each bad one reported and left out."""
-        own = state[det.spec.id]
-        before = orjson.dumps(own)
+        """``det.on_events`` over ``batch``; if it raises, its state is put back (or
+        reset, the first time: module doc) and the events are retried one by one,
+        each bad one reported and left out."""
+        did = det.spec.id
+        own = state[did]
+        before = orjson.dumps(own) if did in self._raised else None
         try:
             return det.on_events(ctx, own, batch)
         except Exception as exc:
+            self._raised.add(did)
+            reset = before is None
             if len(batch) == 1:
-                state[det.spec.id] = orjson.loads(before)
-                errors.append(DetectorError(det.spec.id, type(exc).__name__, batch[0]))
+                state[did] = {} if before is None else orjson.loads(before)
+                errors.append(DetectorError(did, type(exc).__name__, batch[0], reset))
                 return []
-        own = state[det.spec.id] = orjson.loads(before)
+        own = state[did] = {} if before is None else orjson.loads(before)
         found: list[Finding] = []
         for event in batch:
             before = orjson.dumps(own)
             try:
                 found += det.on_events(ctx, own, [event])
             except Exception as exc:
-                own = state[det.spec.id] = orjson.loads(before)
-                errors.append(DetectorError(det.spec.id, type(exc).__name__, event))
+                own = state[did] = orjson.loads(before)
+                # the reset (if any) is reported with the first bad event of the retry
+                errors.append(DetectorError(did, type(exc).__name__, event, reset))
+                reset = False
         return found
 
     @staticmethod

@@ -651,13 +651,14 @@ class Stage2:
                 continue
             log.warning(
                 "detector %s raised %s on event %s (%s copy, partition %d offset %d); "
-                "the copy goes to the dead-letter topic, the other detectors judged it",
+                "the copy goes to the dead-letter topic, the other detectors judged it%s",
                 error.detector,
                 error.error,
                 error.event.get("event_id"),
                 kind,
                 partition,
                 offset,
+                "; its first failure: its state for this subject was reset" if error.reset else "",
             )
             out.quarantined.append(quarantined(error, offset))
             self.stats.dead_letters += 1

@@ -174,3 +174,18 @@ def test_unsent_dead_letters_are_resent_after_a_crash_and_not_after_delivery() -
     out = third.process_unit(store, 0, [(0, T0, items_of(third, [action("bad-1")]))])
     apply_writes(store, out.writes)
     assert not out.quarantined and out.skipped == 1
+
+
+def test_the_first_failure_resets_the_state_and_later_ones_restore_it_exactly() -> None:
+    """No snapshot is taken before a detector has raised (it costs ~25% of stage 2):
+    its first failure resets its state for the subject, later ones restore it."""
+    engine = DetectionEngine(detectors=[BOOM])
+    state: State = {}
+    errors: list[DetectorError] = []
+    engine.process("identity", "agent-q", state, [action("ok-1")], T0, errors=errors)
+    assert state["ZZ-01"] == {"ids": ["ok-1"]} and not errors
+    engine.process("identity", "agent-q", state, [action("bad-2", T0 + 1)], T0, errors=errors)
+    assert errors[-1].reset and "ZZ-01" not in state
+    engine.process("identity", "agent-q", state, [action("ok-3", T0 + 2)], T0, errors=errors)
+    engine.process("identity", "agent-q", state, [action("bad-4", T0 + 3)], T0, errors=errors)
+    assert not errors[-1].reset and state["ZZ-01"] == {"ids": ["ok-3"]}

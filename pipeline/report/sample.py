@@ -4,7 +4,8 @@ Not a substitute for a real run: it exists so the report can be built and looked
 without a worker. The organisation comes from the simulator's world (same platforms,
 teams, agents and approvers as ``govpipe simulate``); alerts are made by the real
 ``to_alert`` from the real detector specs; metric records by the real
-``build_record``, 1-minute and 1-hour windows, global / platform / team / identity,
+``build_record``, 1-minute and 1-hour windows, global / platform / team / identity /
+mode,
 with a few revisions. The story: a steady gap between successful and safe
 completion, and a 20-minute incident in which one sales agent runs tasks under a
 static key that is never revoked (SP-05 / SP-02 / SP-01 spike, the gap widens).
@@ -269,6 +270,14 @@ TEAM_VOLUME: Final = {
     "finance-ops": (45.0, 4.0),
     "customer-support": (120.0, 14.0),
 }
+#: The mode of autonomy each team's agents mostly run in: the sample's mode windows are
+#: the sums of their teams' (no extra draws, so the rest of a seed's sample is unchanged).
+TEAM_MODE: Final = {
+    "sales-ops": "autonomous",
+    "platform-eng": "autonomous",
+    "finance-ops": "assistant",
+    "customer-support": "reporting",
+}
 
 
 def make_sample(
@@ -295,6 +304,7 @@ def make_sample(
             ("team", actor.team),
             ("platform", actor.platform),
             ("identity", actor.identity_id),
+            ("mode", TEAM_MODE.get(actor.team, "autonomous")),
         ):
             by_window[(ws, dim, value)][alert["detector"]] += 1
     platforms_of: dict[str, list[str]] = defaultdict(list)
@@ -310,6 +320,7 @@ def make_sample(
         # a gentle daily-traffic curve
         load = 0.8 + 0.35 * math.sin(math.pi * m / max(minutes, 1))
         totals: Counter[str] = Counter()
+        by_mode: dict[str, Counter[str]] = defaultdict(Counter)
         for team, (actions_mean, tasks_mean) in TEAM_VOLUME.items():
             counters = _counts(
                 rng,
@@ -319,10 +330,15 @@ def make_sample(
                 in_incident and team == "sales-ops",
             )
             totals.update(counters)
+            by_mode[TEAM_MODE[team]].update(counters)
             for dim, value in (("team", team), ("platform", platforms_of[team][0])):
                 alerts = by_window.get((ws, dim, value), Counter())
                 records.append(_record(MINUTE, ws, dim, value, counters, alerts, 0))
                 hourly[((ws // HOUR) * HOUR, dim, value)].update(counters)
+        for mode, counters in sorted(by_mode.items()):
+            alerts = by_window.get((ws, "mode", mode), Counter())
+            records.append(_record(MINUTE, ws, "mode", mode, dict(counters), alerts, 0))
+            hourly[((ws // HOUR) * HOUR, "mode", mode)].update(counters)
         alerts = by_window.get((ws, "global", "all"), Counter())
         records.append(_record(MINUTE, ws, "global", "all", dict(totals), alerts, 0))
         hourly[((ws // HOUR) * HOUR, "global", "all")].update(totals)

@@ -332,6 +332,9 @@ def test_sample_is_deterministic_and_consistent() -> None:
     assert 0.05 < success.rate - safe.rate < 0.25  # a visible gap
     assert summary.alerts_total == len({x["alert_id"] for x in a.alerts})
     assert len(summary.series) == 120
+    assert [m.team for m in summary.modes] == ["reporting", "assistant", "autonomous"]
+    # every team's windows are in one mode's (the global ones also have late revisions)
+    assert sum(m.actions for m in summary.modes) == sum(t.actions for t in summary.teams)
 
 
 class FakeMessage:

@@ -191,8 +191,10 @@ def _test(args: argparse.Namespace) -> int:
         else:
             print(ruletest.format_finding(finding))
     rule_id = detector.spec.id
-    if not policy.enabled(detector.spec):
+    if not policy.runs(detector.spec):
         print(f"note: the policy switches {rule_id} off", file=sys.stderr)
+    elif not policy.enabled(detector.spec):
+        print(f"note: the policy switches {rule_id} on only for some modes", file=sys.stderr)
     summary = f"{len(findings)} finding(s) of {rule_id} over {len(events)} event(s)"
     if expected is None:
         print(summary, file=sys.stderr)

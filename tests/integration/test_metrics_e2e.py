@@ -34,6 +34,16 @@ detectors:
   SP-01: {thresholds: {max_lifetime_ai_agent_s: 1200}}
 """
 
+#: Each mode held to its own standard (docs/policy.md): SP-05 off for reporting models
+#: and critical for autonomous agents (and identities without a mode), SP-01 stricter
+#: for autonomous ones; the metrics' ephemeral rate keeps the detector-level maximum.
+BY_MODE = """\
+version: 1
+detectors:
+  SP-05: {modes: {reporting: {enabled: false}, autonomous: {severity: critical}}}
+  SP-01: {modes: {autonomous: {thresholds: {max_lifetime_ai_agent_s: 1200}}}}
+"""
+
 
 def policy_values(policy_file: Path | None) -> PolicyValues:
     """SP-01's and SP-02's effective thresholds under the worker's policy, as numbers."""
@@ -46,8 +56,8 @@ def policy_values(policy_file: Path | None) -> PolicyValues:
 
 @pytest.mark.parametrize(
     ("kill_after_s", "policy_text"),
-    [(None, None), (2.0, None), (None, SHORT_AGENT_TTL)],
-    ids=["uninterrupted", "kill9", "policy-override"],
+    [(None, None), (2.0, None), (None, SHORT_AGENT_TTL), (None, BY_MODE)],
+    ids=["uninterrupted", "kill9", "policy-override", "policy-by-mode"],
 )
 def test_metrics_match_independent_counts(
     settings_factory, worker_factory, redis_url, tmp_path, kill_after_s, policy_text
@@ -95,3 +105,14 @@ def test_metrics_match_independent_counts(
     assert dimensions == {"global", "platform", "team", "identity", "mode"}
     problems = differences(expected, out.metrics)
     assert not problems, summarize(problems)
+    if policy_text is BY_MODE:
+        modes = {r["identity_id"]: r.get("mode") or "autonomous" for r in registry}
+        sp05 = [a for a in out.alerts if a["detector"] == "SP-05"]
+        # Under the default policy this scenario raises SP-05 on reporting identities
+        # too (10 Creates of 29, measured offline through the real engine); here none.
+        assert sp05, "no SP-05 alert to judge the policy by"
+        for alert in sp05:  # the alert's mode is the registry's; its severity the mode's
+            mode = modes.get(alert.get("identity_id") or "")
+            assert alert.get("mode") == mode
+            assert mode != "reporting"
+            assert alert["severity"] == ("critical" if mode in (None, "autonomous") else "high")

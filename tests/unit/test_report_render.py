@@ -251,6 +251,13 @@ def test_governance_rates_by_mode_in_mode_order() -> None:
     assert "Governance rates by mode of autonomy" in page and "40 / 50" in page
     older = page_of(data_of(metrics[:1], []))
     assert "no mode windows" in older
+    from pipeline.report import build
+    from pipeline.report.scope import Scope, apply_scope
+
+    scope = Scope(team="sales")
+    teams_only = apply_scope(data_of(metrics, []), scope)
+    page, summary = build.render_data(teams_only, generated_at_ms=T0, scope=scope.describe())
+    assert summary.modes == () and "not broken down by mode within a team" in page
 
 
 def test_latest_revision_of_each_window_wins() -> None:

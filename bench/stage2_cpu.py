@@ -14,8 +14,10 @@ records it produced are then, per round:
   until nothing is left.
 
 Prints the median µs/event per step over ``--rounds`` (events = input events).
+Task evidence dossiers are on, as in the worker by default; ``--no-evidence`` runs
+without them (``GOVPIPE_EVIDENCE=false``).
 
-    .venv/bin/python bench/stage2_cpu.py [--events 20000] [--rounds 5] [--profile]
+    .venv/bin/python bench/stage2_cpu.py [--events 20000] [--rounds 5] [--no-evidence] [--profile]
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.codec import AvroEncoder
 from pipeline.detectors.engine import DetectionEngine
+from pipeline.evidence import EvidenceThresholds
 from pipeline.flow.route import (
     SubjectRecordEncoder,
     decode_subject_batch,
     encode_subject_batch,
+    with_task_copies,
 )
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
@@ -61,9 +65,10 @@ class Store(dict[str, Any]):
 class Harness:
     """The part of the bench that follows stage 2's API."""
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, evidence: bool = True) -> None:
         self.partitions = partitions
-        self.alerts = self.metrics = self.dead = 0
+        self.evidence = evidence
+        self.alerts = self.metrics = self.dead = self.dossiers = 0
 
     def prepare(self, records: list[tuple[int, bytes]]) -> None:
         self.decoded = [decode_subject_batch(v) for _, v in records]
@@ -78,16 +83,18 @@ class Harness:
             decode_subject_batch(value)
 
     def run(self, records: list[tuple[int, bytes]], per_unit: int) -> None:
-        stage2 = Stage2(DetectionEngine(), self.partitions, 300_000, "bench")
+        engine = DetectionEngine()
+        th = EvidenceThresholds.from_specs(engine.specs) if self.evidence else None
+        stage2 = Stage2(engine, self.partitions, 300_000, "bench", evidence=th)
         store = Store()
         queues: dict[int, deque[bytes]] = {p: deque() for p in range(self.partitions)}
         for partition, value in records:
             queues[partition].append(value)
         offsets = dict.fromkeys(range(self.partitions), 0)
-        self.alerts = self.metrics = 0
+        self.alerts = self.metrics = self.dossiers = 0
         while any(queues.values()):
             for partition, queue in queues.items():
-                unit = []
+                unit: list[Any] = []
                 while queue and len(unit) < per_unit:
                     wm, items = decode_subject_batch(queue.popleft())
                     unit.append((offsets[partition], wm, items))
@@ -100,6 +107,7 @@ class Harness:
                     store[key] = value
                 self.alerts += len(out.alerts)
                 self.metrics += len(out.metrics)
+                self.dossiers += len(out.evidence)
                 by_target: dict[int, list[Any]] = {}
                 for item in out.items:
                     by_target.setdefault(item.target(self.partitions), []).append(item)
@@ -136,7 +144,7 @@ async def stage1_records(args: Any) -> tuple[int, list[tuple[int, bytes]]]:
         Validator(SchemaResolver(), 2 * 1024 * 1024, 10_000),
         args.partitions,
         MemoryEnricher(identities=identities),
-        engine.subject_kinds_for,
+        with_task_copies(engine.subject_kinds_for) if args.evidence else engine.subject_kinds_for,
         input_partitions=1,
     )
     stage1.inputs.assign({0}, 0.0)
@@ -159,15 +167,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-evidence",
+        dest="evidence",
+        action="store_false",
+        help="without task dossiers (GOVPIPE_EVIDENCE=false): no task copies, no dossier state",
+    )
     args = parser.parse_args()
     n, records = asyncio.run(stage1_records(args))
     size = sum(len(v) for _, v in records)
     print(
         f"{n} simulator events in {len(records)} internal records "
         f"({size / n:.0f} B/event), {args.partitions} partitions, "
-        f"{args.records} records per unit"
+        f"{args.records} records per unit, evidence {'on' if args.evidence else 'off'}"
     )
-    harness = Harness(args.partitions)
+    harness = Harness(args.partitions, args.evidence)
     harness.prepare(records)
     gc.collect()
     gc.freeze()
@@ -189,7 +203,10 @@ def main() -> None:
     total += show("decode internal records", rounds_us(decode, args.rounds))
     total += show("stage 2 units (+ feedback)", rounds_us(stage2, args.rounds))
     print(f"{'sum':28s} {total:7.2f} µs/event CPU  {1e6 / total:>9,.0f} ev/s")
-    print(f"alerts {harness.alerts}, metric records {harness.metrics}, dlq {harness.dead}")
+    print(
+        f"alerts {harness.alerts}, metric records {harness.metrics}, dlq {harness.dead}, "
+        f"dossier records {harness.dossiers}"
+    )
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

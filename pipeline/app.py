@@ -20,11 +20,16 @@ from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.kinds import provided
 from pipeline.detectors.policy import load_policy
 from pipeline.enrichment.readiness import RegistryWatch
+from pipeline.evidence import EvidenceThresholds
+from pipeline.evidence.codec import EvidenceCodec
+from pipeline.evidence.codec import record_key as evidence_key
+from pipeline.flow.route import with_task_copies
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1
 from pipeline.flow.stage2 import Stage2
 from pipeline.flow.stage2_runner import (
     AlertMessage,
+    EvidenceMessage,
     InternalMessage,
     InternalRecord,
     MetricMessage,
@@ -194,7 +199,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         validator,
         settings.subjects_partitions,
         enricher,
-        engine.subject_kinds_for,
+        with_task_copies(engine.subject_kinds_for)
+        if settings.evidence
+        else engine.subject_kinds_for,
         input_partitions=settings.events_partitions,
         idle_s=settings.idle_partition_s,
     )
@@ -207,9 +214,15 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         window_sizes_ms=tuple(s * 1000 for s in settings.metric_windows_s),
         metrics_lateness_ms=settings.metrics_lateness_s * 1000,
         grace_ms=grace_ms,
+        evidence=EvidenceThresholds.from_specs(engine.specs) if settings.evidence else None,
     )
     metric_codec = MetricCodec.from_settings(settings, fmt=settings.metrics_format)
     metric_codec.register()
+    evidence_codec = EvidenceCodec(
+        topic=settings.topic_evidence, registry_url=settings.schema_registry_url
+    )
+    if settings.evidence and 2 in settings.worker_stages:
+        evidence_codec.register()
     events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
     subjects_topic = app.topic(
         settings.topic_subjects,
@@ -220,6 +233,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(settings.topic_metrics, key_serializer="raw", value_serializer="raw")
+    evidence_topic = app.topic(
+        settings.topic_evidence, key_serializer="raw", value_serializer="raw"
+    )
     max_records, within = settings.batch_max_records, settings.batch_max_wait_s
     # Held while stage 1 turns records into messages and enqueues them, and while the
     # tick enqueues a watermark report: a report never overtakes the events it covers.
@@ -332,6 +348,12 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             return (
                 metrics_topic,
                 {"key": record_key(record), "value": metric_codec.encode(record)},
+            )
+        if isinstance(message, EvidenceMessage):
+            dossier = message.record
+            return (
+                evidence_topic,
+                {"key": evidence_key(dossier), "value": evidence_codec.encode(dossier)},
             )
         return (dlq_topic, {"key": message.key, "value": message.value, "headers": message.headers})
 

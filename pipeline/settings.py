@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     topic_alerts: str = "governance.alerts.v1"
     topic_metrics: str = "governance.metrics.v1"
     topic_subjects: str = "govpipe.subjects.v1"
+    topic_evidence: str = "governance.evidence.v1"
     events_partitions: int = Field(6, ge=1, le=1024)
     subjects_partitions: int = Field(6, ge=1, le=1024)
     output_partitions: int = Field(3, ge=1, le=1024)
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     #: this far ahead of the slowest active one it owns (bounds waiting state in backfills).
     max_partition_skew_s: int = Field(3600, ge=60)
     metrics_format: Literal["avro", "json"] = "avro"
+    #: Task evidence dossiers (docs/contracts/evidence.md): every event of a task also
+    #: reaches the task's stage-2 subject, which publishes its dossier.
+    evidence: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

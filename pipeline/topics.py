@@ -10,7 +10,7 @@ from typing import Literal
 
 from pipeline.settings import Settings
 
-Role = Literal["input", "dlq", "alerts", "metrics", "internal"]
+Role = Literal["input", "dlq", "alerts", "metrics", "evidence", "internal"]
 
 MiB = 1024 * 1024
 #: Records up to this size reach the worker (and, if bad, the DLQ) instead of
@@ -77,6 +77,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             value="GovernanceMetric (Confluent-wire Avro)",
             doc="Rolling productivity and governance metrics per window and dimension.",
             config={"cleanup.policy": "compact,delete", "retention.ms": str(90 * DAY_MS)},
+        ),
+        TopicSpec(
+            "evidence",
+            settings.topic_evidence,
+            settings.output_partitions,
+            rf,
+            key="task_id",
+            value="EvidenceDossier (Confluent-wire Avro)",
+            doc="One evidence dossier per task; compaction keeps each task's newest revision.",
+            config={"cleanup.policy": "compact,delete", "retention.ms": str(400 * DAY_MS)},
         ),
         TopicSpec(
             "internal",

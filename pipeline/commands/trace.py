@@ -16,9 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.evidence.codec import DEFAULT_TOPIC
-
-#: Until the evidence topic is in ``pipeline/topics.py`` (with stage 2's wiring).
 DEFAULT_IDLE_S = 2.0
 
 
@@ -32,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--json", dest="as_json", action="store_true", help="JSON for tools")
         sub.add_argument(
-            "--topic", default=DEFAULT_TOPIC, help=f"the evidence topic (default {DEFAULT_TOPIC})"
+            "--topic",
+            default=None,
+            help="the evidence topic (default: GOVPIPE_TOPIC_EVIDENCE, governance.evidence.v1)",
         )
         sub.add_argument(
             "--idle",
@@ -87,6 +86,8 @@ def topic_source(args: argparse.Namespace, settings: Any) -> Any:
     from pipeline.report.collect import TopicReader
 
     require_broker(settings)
+    if args.topic is None:
+        args.topic = settings.topic_evidence
     reader = TopicReader(settings, args.topic, idle_s=args.idle, max_seconds=args.max_seconds)
     codec = EvidenceCodec(topic=args.topic, registry_url=settings.schema_registry_url)
     return TopicScan(reader, codec, progress=Progress())
@@ -151,10 +152,12 @@ def run(args: argparse.Namespace, source: Any, out: Any = None, now_ms: int | No
             out.write(render_trace(trace, colour=colour))
     html_path = getattr(args, "html", None)
     if html_path is not None and traces:
+        from pipeline.evidence.codec import DEFAULT_TOPIC
         from pipeline.report.build import write_atomically
         from pipeline.report.evidence import render_evidence_page
 
-        page = render_evidence_page(traces[0], generated_at_ms=now_ms, sources=[args.topic])
+        topic = args.topic or DEFAULT_TOPIC
+        page = render_evidence_page(traces[0], generated_at_ms=now_ms, sources=[topic])
         write_atomically(html_path, page)
         print(f"wrote {html_path}", file=sys.stderr)
     return 0 if traces else 1

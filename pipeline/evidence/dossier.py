@@ -833,8 +833,21 @@ def next_record(state: State, thresholds: EvidenceThresholds) -> Record | None:
     if last is not None and last["h"] == h:
         return None
     revision = 0 if last is None else int(last["n"]) + 1
-    state["emit"] = {"n": revision, "h": h}
+    state["emit"] = {"n": revision, "h": h, "at": state.get("wm")}
     return {**contents, "revision": revision, "emitted_at": state.get("wm")}
+
+
+def last_record(state: State, thresholds: EvidenceThresholds) -> Record | None:
+    """The record ``next_record`` last returned, rebuilt from the state it left (stage 2
+    re-sends it after a crash: same revision, same contents), or None when the state
+    has changed since (then a later record supersedes it)."""
+    last = state.get("emit")
+    if last is None:
+        return None
+    contents = build_dossier(state, thresholds)
+    if digest(contents) != last["h"]:
+        return None
+    return {**contents, "revision": int(last["n"]), "emitted_at": last.get("at")}
 
 
 def advance(

@@ -55,6 +55,27 @@ def route(
     return out
 
 
+def with_task_copies(subjects_of: SubjectsOf) -> SubjectsOf:
+    """``subjects_of`` plus the task subject of every event of a task, whatever the
+    enabled detectors need: the task's evidence dossier (docs/contracts/evidence.md)
+    is kept there. A ``credential.revoked`` without ``task_id`` goes to the task its
+    credential was issued for (the registry's ``credential.task_id``)."""
+
+    def subjects(event: Event) -> list[tuple[str, str]]:
+        out = subjects_of(event)
+        task = event.get("task_id")
+        if not task and event.get("event_type") == "credential.revoked":
+            credential = event.get("credential")
+            task = credential.get("task_id") if isinstance(credential, dict) else None
+        if task:
+            pair = ("task", str(task))
+            if pair not in out:
+                out = [*out, pair]
+        return out
+
+    return subjects
+
+
 def copies(messages: list[Message]) -> list[SubjectCopy]:
     """The subject copies among ``messages``."""
     return [m for m in messages if type(m) is SubjectCopy]

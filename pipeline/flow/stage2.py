@@ -38,7 +38,8 @@ import orjson
 from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
 from pipeline.dlq import DeadLetter, dead_letter
-from pipeline.flow import outcomes
+from pipeline.evidence.thresholds import EvidenceThresholds
+from pipeline.flow import dossiers, outcomes
 from pipeline.flow.messages import (
     METRICS,
     TAGS,
@@ -107,6 +108,10 @@ class Stage2Output:
     metrics: list[MetricRecord] = field(default_factory=list)
     #: event copies a detector raised on, for the dead-letter topic (``quarantined()``)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: task evidence dossiers for ``governance.evidence.v1``, the newest per task
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    #: task subject keys whose dossier took something in this unit (checked at its end)
+    dossiers: dict[str, None] = field(default_factory=dict)
     #: primary copies of new events, and late ones (for metrics)
     new_events: list[Event] = field(default_factory=list)
     late_events: int = 0
@@ -260,8 +265,11 @@ class Stage2:
         window_sizes_ms: tuple[int, ...] = (60_000,),
         metrics_lateness_ms: int = 15 * 60_000,
         grace_ms: int = 300_000,
+        evidence: EvidenceThresholds | None = None,
     ) -> None:
         self.engine = engine
+        #: thresholds of the task dossiers (None: evidence off, no dossier state kept)
+        self.evidence = evidence
         self.partitions = partitions
         self.lateness = allowed_lateness_ms
         self.version = product_version
@@ -307,6 +315,9 @@ class Stage2:
                 self.engine.next_deadline(state),
                 outcomes.task_deadline(state, self.grace) if key.startswith("task:") else None,
                 outcomes.approval_deadline(state) if key.startswith("approval:") else None,
+                dossiers.deadline(state, self.evidence)
+                if self.evidence is not None and key.startswith("task:")
+                else None,
             )
             if d is not None
         ]
@@ -357,6 +368,12 @@ class Stage2:
             ]
             out.metrics += [MetricRecord.from_dict(m) for m in last.get("metrics", [])]
             out.quarantined += last.get("quarantined", [])
+            if self.evidence is not None:
+                for task in last.get("evidence", []):
+                    key = f"task:{task}"
+                    record = dossiers.resend(dirty.get(key) or store.get(key), self.evidence)
+                    if record is not None:
+                        out.evidence.append(record)
             out.replayed = True
         done: int = pstate.get("done", -1)
         cursor = _Cursor(
@@ -372,9 +389,16 @@ class Stage2:
             self._record(store, dirty, partition, offset, upstream_wm, items, cursor, out)
             done = offset
         out.watermark = cursor.wm
+        if self.evidence is not None:
+            for key in out.dossiers:
+                record = dossiers.emit(dirty[key], self.evidence)
+                if record is not None:
+                    out.evidence.append(record)
+        if out.evidence:  # the newest dossier per task (a re-sent unit's included)
+            out.evidence = list({str(r["task_id"]): r for r in out.evidence}.values())
         if not fresh_records and not dirty:
             return out
-        outputs = bool(out.alerts or out.items or out.metrics or out.quarantined)
+        outputs = bool(out.alerts or out.items or out.metrics or out.quarantined or out.evidence)
         entry: dict[str, Any] = {
             "wm": cursor.wm,
             "newest": cursor.newest,
@@ -387,6 +411,8 @@ class Stage2:
                 "items": [to_json(m) for m in out.items],
                 "metrics": [m.to_dict() for m in out.metrics],
                 "quarantined": out.quarantined,
+                # task ids: a re-send rebuilds each dossier from the state (lib: last_record)
+                "evidence": [r["task_id"] for r in out.evidence],
                 "sent": False,
             }
             if outputs
@@ -576,6 +602,10 @@ class Stage2:
                 # every later ``next(iter(seen))`` walks over (quadratic on hot subjects).
                 state["_seen"] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
             if not fresh and not late and not noticed:
+                if group.notices and kind == "task" and self.evidence is not None:
+                    # an Update's notice (same id, higher count): for the dossier only
+                    dirty[key] = state
+                    self._dossier(key, state, subject, [], [], group.notices, watermark, out)
                 continue
             errors: list[DetectorError] = []
             findings = self.engine.process(
@@ -587,6 +617,9 @@ class Stage2:
             alerts += raised
             found += outcomes.track(kind, state, fresh + late, raised, noticed)
             out.items += outcomes.finding_notices(kind, raised)
+            if kind == "task" and self.evidence is not None:
+                notices = group.notices
+                self._dossier(key, state, subject, fresh + late, raised, notices, watermark, out)
             dirty[key] = state
             deadline = self._deadline(key, state)
             if deadline is not None:
@@ -692,6 +725,9 @@ class Stage2:
             out.items += outcomes.finding_notices(kind, alerts)
             if kind == "task":
                 found += outcomes.judge_credentials(state, watermark, self.grace)
+                if self.evidence is not None:
+                    dossiers.forget(state, self.evidence, watermark)
+                    self._dossier(key, state, subject, [], alerts, [], watermark, out)
             elif kind == "approval":
                 found += outcomes.judge_approval(state, watermark)
             dirty[key] = state
@@ -699,6 +735,22 @@ class Stage2:
             if nxt is not None:
                 heapq.heappush(heap, (nxt, key))
         return found
+
+    def _dossier(
+        self,
+        key: str,
+        state: dict[str, Any],
+        task: str,
+        events: list[Event],
+        alerts: list[dict[str, Any]],
+        notices: list[FindingNotice],
+        watermark: int | None,
+        out: Stage2Output,
+    ) -> None:
+        """Fold into the task's dossier; it is built and compared once, at the unit's end
+        (``dirty[key]`` is ``state`` by then: the callers mark it dirty)."""
+        if dossiers.fold(state, task, events, alerts, notices, watermark):
+            out.dossiers[key] = None
 
     # -- metrics --------------------------------------------------------------
     def _progress(self, partition: int, newest: int, seen: int | None) -> list[Message]:

@@ -12,8 +12,9 @@ One call of ``Stage2Runner.handle`` takes the internal records one
    for them (``StateLog.write``): **state before outputs**, because an alert's
    activity is decided by the state and a restart re-sends the unit's outputs from it;
 4. delivers the unit's outputs (``Transport.deliver`` returns once they are
-   acknowledged): alerts, metric records, dead letters and internal messages for
-   other stage-2 partitions (metric deltas, progress, finding notices);
+   acknowledged): alerts, metric records, evidence dossiers, dead letters and
+   internal messages for other stage-2 partitions (metric deltas, progress, finding
+   notices);
 5. marks the unit sent, queued and not awaited: later writes of the partition queue
    behind it, and if a crash loses it the restart re-sends outputs already delivered
    (at least once; outputs are idempotent by key).
@@ -68,6 +69,14 @@ class MetricMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceMessage:
+    """A task's evidence dossier for the evidence topic (the worker's codec encodes it),
+    keyed by ``task_id``."""
+
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class InternalMessage:
     """An internal record for another (or this) stage-2 partition."""
 
@@ -76,7 +85,7 @@ class InternalMessage:
 
 
 #: One output of a unit; dead letters are ``pipeline.dlq.DeadLetter``s.
-Output = AlertMessage | MetricMessage | DeadLetter | InternalMessage
+Output = AlertMessage | MetricMessage | EvidenceMessage | DeadLetter | InternalMessage
 
 
 class StateLog(Protocol):
@@ -166,6 +175,7 @@ class Stage2Runner:
             AlertMessage(a["alert_id"].encode(), orjson.dumps(a)) for a in out.alerts
         ]
         messages += [MetricMessage(m) for m in out.metrics]
+        messages += [EvidenceMessage(r) for r in out.evidence]
         messages += [quarantine_letter(q, self.internal_topic, partition) for q in out.quarantined]
         partitions = self.stage2.partitions
         by_partition: dict[int, list[Message]] = {}

@@ -41,6 +41,7 @@ def test_principals_are_scram_with_simple_authorization(users: dict[str, Doc]) -
         "govpipe-worker",
         "govpipe-soc",
         "govpipe-warehouse",
+        "govpipe-auditor",
         "govpipe-keda",
     }
     for user in users.values():
@@ -57,7 +58,11 @@ def test_principals_are_scram_with_simple_authorization(users: dict[str, Doc]) -
 
 @pytest.mark.parametrize(
     ("user", "role", "group_prefix"),
-    [("govpipe-soc", "alerts", "soc-"), ("govpipe-warehouse", "metrics", "warehouse-")],
+    [
+        ("govpipe-soc", "alerts", "soc-"),
+        ("govpipe-warehouse", "metrics", "warehouse-"),
+        ("govpipe-auditor", "evidence", "audit-"),
+    ],
 )
 def test_read_only_consumers_walk(
     users: dict[str, Doc], user: str, role: Role, group_prefix: str
@@ -80,7 +85,11 @@ def test_read_only_consumers_walk(
 
 @pytest.mark.parametrize(
     ("user", "role", "group_prefix"),
-    [("govpipe-soc", "alerts", "soc-"), ("govpipe-warehouse", "metrics", "warehouse-")],
+    [
+        ("govpipe-soc", "alerts", "soc-"),
+        ("govpipe-warehouse", "metrics", "warehouse-"),
+        ("govpipe-auditor", "evidence", "audit-"),
+    ],
 )
 def test_read_only_consumers_effective(
     users: dict[str, Doc], user: str, role: Role, group_prefix: str
@@ -109,7 +118,14 @@ def test_platform_only_writes_the_input_topic(users: dict[str, Doc]) -> None:
 def test_worker_least_privilege(users: dict[str, Doc]) -> None:
     worker = users["govpipe-worker"]
     reads = {topic("input"), topic("internal"), *FAUST_TOPICS}
-    writes = {topic("alerts"), topic("metrics"), topic("dlq"), topic("internal"), *FAUST_TOPICS}
+    writes = {
+        topic("alerts"),
+        topic("metrics"),
+        topic("evidence"),
+        topic("dlq"),
+        topic("internal"),
+        *FAUST_TOPICS,
+    }
     creates = set(FAUST_TOPICS)
     for name in all_topics():
         assert allowed(worker, "Read", "topic", name) == (name in reads), name

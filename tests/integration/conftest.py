@@ -79,6 +79,7 @@ def settings_factory(
             "topic_dlq": f"t{tag}.agent.events.dlq.v1",
             "topic_alerts": f"t{tag}.governance.alerts.v1",
             "topic_metrics": f"t{tag}.governance.metrics.v1",
+            "topic_evidence": f"t{tag}.governance.evidence.v1",
             "topic_subjects": f"t{tag}.govpipe.subjects.v1",
             "data_dir": tmp_path / f"data-{tag}",
             "web_port": free_port(),

@@ -21,11 +21,14 @@ import orjson
 from pipeline.codec import encode_json_batch
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.policy import DEFAULT_POLICY, Policy
+from pipeline.evidence import EvidenceThresholds
+from pipeline.flow.route import with_task_copies
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
 from pipeline.flow.stage2 import Stage2, Write, apply_writes
 from pipeline.flow.stage2_runner import (
     AlertMessage,
+    EvidenceMessage,
     InternalMessage,
     InternalRecord,
     MetricMessage,
@@ -78,6 +81,8 @@ class _Topics:
                 h.alerts.append(orjson.loads(message.value))
             elif isinstance(message, MetricMessage):
                 h.metrics.append(message.record)
+            elif isinstance(message, EvidenceMessage):
+                h.evidence.append(message.record)
 
 
 class InProcess:
@@ -91,6 +96,7 @@ class InProcess:
         identities: dict[str, dict[str, Any]] | None = None,
         idle_s: float = 5.0,
         window_sizes_ms: tuple[int, ...] = (60_000,),
+        evidence: bool = True,
     ) -> None:
         policy = policy or DEFAULT_POLICY
         self.engine = DetectionEngine(policy)
@@ -100,7 +106,9 @@ class InProcess:
             Validator(SchemaResolver(), 2_000_000, 10_000),
             subject_partitions,
             self.enricher,
-            self.engine.subject_kinds_for,
+            with_task_copies(self.engine.subject_kinds_for)
+            if evidence
+            else self.engine.subject_kinds_for,
             input_partitions=input_partitions,
             idle_s=idle_s,
             clock=lambda: self.clock,
@@ -112,6 +120,7 @@ class InProcess:
             policy.allowed_lateness_ms,
             "test",
             window_sizes_ms=window_sizes_ms,
+            evidence=EvidenceThresholds.from_specs(self.engine.specs) if evidence else None,
         )
         self.partitions = subject_partitions
         self.store = Store()
@@ -120,6 +129,8 @@ class InProcess:
         self.next_offset = dict.fromkeys(range(subject_partitions), 0)
         self.alerts: list[dict[str, Any]] = []
         self.metrics: list[MetricRecord] = []
+        #: evidence dossiers published (every revision, in order)
+        self.evidence: list[dict[str, Any]] = []
         self.late_events = 0
         self.runner = Stage2Runner(self.stage2, _Log(self.store), _Topics(self), "internal")
 

@@ -1,0 +1,114 @@
+"""Stage 2's side of the task evidence dossiers (docs/contracts/evidence.md).
+
+The dossier state of a task lives in the task subject's state under ``_ev``, next to
+the detectors' state and the outcomes' ``_m``. Per unit that touched the task,
+stage 2 folds in the task's new events, the alerts raised on the task itself and
+the finding notices other subjects sent it, with the watermark, record by record; at
+the end of the unit a changed dossier is one record for ``governance.evidence.v1``
+among the unit's outputs. The task's
+timer covers the revocation grace (``next_deadline``) and the day the state may be
+dropped (``forget_at``). Everything here is a pure function of the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipeline.evidence.dossier import (
+    Record,
+    add_alerts,
+    add_events,
+    forget_at,
+    last_record,
+    new_state,
+    next_deadline,
+    next_record,
+    observe_watermark,
+)
+from pipeline.evidence.thresholds import EvidenceThresholds
+from pipeline.flow.messages import FindingNotice
+
+#: Key of the dossier state in a task subject's state.
+EV = "_ev"
+Event = Mapping[str, Any]
+
+
+def belongs(event: Event, task: str) -> bool:
+    """An event of this task: its ``task_id``, or a revocation without one that was
+    routed here by its credential's registry ``task_id``."""
+    own = event.get("task_id")
+    return own == task if own else event.get("event_type") == "credential.revoked"
+
+
+def notice_alert(notice: FindingNotice) -> dict[str, Any]:
+    """A finding notice as the alert fields the dossier reads."""
+    frameworks = [
+        {"framework": f.partition(" ")[0], "control": f.partition(" ")[2]}
+        for f in notice.frameworks
+    ]
+    return {
+        "alert_id": notice.alert_id,
+        "detector": notice.detector,
+        "severity": notice.severity,
+        "frameworks": frameworks,
+        "approval_id": notice.approval_id,
+        "time": notice.time,
+        "count": notice.count,
+        "finding_info": {"first_seen_time": notice.first},
+    }
+
+
+def fold(
+    state: dict[str, Any],
+    task: str,
+    events: Iterable[Event],
+    alerts: list[dict[str, Any]],
+    notices: Iterable[FindingNotice],
+    watermark: int | None,
+) -> bool:
+    """Fold what reached the task in one record (or timer) into its dossier state;
+    False when there is no dossier (nothing of the task yet)."""
+    mine = [e for e in events if belongs(e, task)]
+    found = [*alerts, *(notice_alert(n) for n in notices)]
+    dossier = state.get(EV)
+    if dossier is None:
+        if not mine and not found:
+            return False
+        dossier = state[EV] = new_state(task)
+    add_events(dossier, mine)
+    add_alerts(dossier, found)
+    if watermark is not None:
+        observe_watermark(dossier, watermark)
+    return True
+
+
+def emit(state: dict[str, Any], th: EvidenceThresholds) -> Record | None:
+    """The dossier to publish, if it changed since the last one (once per unit and
+    task: building and comparing a dossier is the expensive part)."""
+    dossier = state.get(EV)
+    return None if dossier is None else next_record(dossier, th)
+
+
+def deadline(state: dict[str, Any], th: EvidenceThresholds) -> int | None:
+    """When the watermark passing changes the dossier or lets it be forgotten."""
+    dossier = state.get(EV)
+    if dossier is None:
+        return None
+    grace = next_deadline(dossier, th)
+    forget = forget_at(dossier, th)
+    return forget if grace is None else min(grace, forget)
+
+
+def forget(state: dict[str, Any], th: EvidenceThresholds, watermark: int) -> None:
+    """Drop the dossier state once the watermark passed its ``forget_at`` (a straggler
+    after that starts an empty state that never emits: it has no completion)."""
+    dossier = state.get(EV)
+    if dossier is not None and watermark >= forget_at(dossier, th):
+        del state[EV]
+
+
+def resend(state: dict[str, Any] | None, th: EvidenceThresholds) -> Record | None:
+    """The record a unit published for this task, rebuilt from the state it left."""
+    dossier = (state or {}).get(EV)
+    return None if dossier is None else last_record(dossier, th)

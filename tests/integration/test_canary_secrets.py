@@ -181,12 +181,13 @@ def test_canary_secrets_come_out_nowhere(
         time.sleep(2)
     alerts = consume_until_quiet(bootstrap, settings.topic_alerts, quiet_s=4, expect=1)
     metrics = consume_until_quiet(bootstrap, settings.topic_metrics, quiet_s=3)
+    evidence = consume_until_quiet(bootstrap, settings.topic_evidence, quiet_s=3)
     page = scrape(settings.web_port)
     assert worker.alive(), worker.log_text()[-3000:]
     log = worker.log_text()
 
     # the run did what it should: events through, SL-01 fired, dead letters out
-    assert subjects and alerts and metrics
+    assert subjects and alerts and metrics and evidence
     sl01 = [orjson.loads(r.value or b"{}") for r in alerts]
     assert sum(a.get("detector") == "SL-01" for a in sl01) > 0
     assert len(dlq) >= len(dead)
@@ -199,7 +200,13 @@ def test_canary_secrets_come_out_nowhere(
         return [kind for kind, needle in needles if needle in blob]
 
     found: Counter[str] = Counter()
-    for where, recs in (("alerts", alerts), ("metrics", metrics), ("subjects", subjects)):
+    outputs = (
+        ("alerts", alerts),
+        ("metrics", metrics),
+        ("evidence", evidence),
+        ("subjects", subjects),
+    )
+    for where, recs in outputs:
         for rec in recs:
             for kind in leaks((rec.key or b"") + (rec.value or b"")):
                 found[f"{where}:{kind}"] += 1
@@ -232,5 +239,6 @@ def test_canary_secrets_come_out_nowhere(
         f"canaries ({log_format} logs): {len(planted)} kinds, {len(events)} valid events, "
         f"{len(dead)} dead records; alerts {len(alerts)} (SL-01 "
         f"{sum(a.get('detector') == 'SL-01' for a in sl01)}), metric records {len(metrics)}, "
+        f"evidence records {len(evidence)}, "
         f"dlq {len(dlq)} ({marked} marked redacted), log {len(log.splitlines())} lines; leaks 0"
     )

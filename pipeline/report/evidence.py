@@ -33,6 +33,9 @@ td.na { color: #667085; }
 .kv { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: 14px; }
 .kv dt { color: #667085; } .kv dd { margin: 0; }
 .quote { font-style: italic; overflow-wrap: anywhere; }
+section { overflow-x: auto; }
+section th, section td { padding-left: 7px; padding-right: 7px; }
+section td.id { white-space: nowrap; overflow-wrap: normal; }
 """
 
 _CLASS = {True: "yes", False: "no", None: "na"}

@@ -151,6 +151,20 @@ def trace(settings: Settings, task: str) -> dict[str, Any]:
     return dict(only)
 
 
+def trace_alert(settings: Settings, alert_id: str) -> str:
+    """`govpipe trace alert ALERT_ID`, the terminal view a reviewer reads."""
+    env = {**os.environ, **settings_env(settings), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "trace", "alert", alert_id, "--idle", "2"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done.stdout.decode()
+
+
 def test_trace_shows_the_must_show_task_as_it_happened(
     settings_factory, worker_factory, redis_url
 ) -> None:
@@ -186,8 +200,17 @@ def test_trace_shows_the_must_show_task_as_it_happened(
         assert worker.alive(), worker.log_text()[-3000:]
         traced = trace(settings, sc.TASK)
         clean = trace(settings, CLEAN)
+        behind_alert = trace_alert(settings, SP02_ID)
     finally:
         clear_registry(redis_url, prefix)
+
+    # The alert the worker raised leads to its task and the chain up to the human.
+    lines = behind_alert.splitlines()
+    assert lines[0].startswith(f"task {sc.TASK} "), behind_alert
+    assert f"{sc.HUMAN} (human principal)" in behind_alert
+    assert "agent-a → agent-b [crm.read]" in behind_alert
+    assert any(line.strip().startswith(f"SP-02 medium  {SP02_ID}") for line in lines), behind_alert
+    assert "✘ revoked on completion" in behind_alert
 
     # Revisions: 0, 1, … without gaps; the revocation and then the finding each raised it.
     revisions = [d["revision"] for d in final]

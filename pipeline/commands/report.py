@@ -2,7 +2,9 @@
 
 Reads ``governance.metrics.v1`` and ``governance.alerts.v1`` from the oldest record
 to the end (assign, until quiet; nothing committed, no group joined) and writes one
-HTML page with inline CSS and SVG: nothing on it is fetched from anywhere.
+HTML page with inline CSS and SVG: nothing on it is fetched from anywhere. When alerts
+in scope name tasks, it also reads ``governance.evidence.v1`` and writes one evidence
+page per task (at most ``--max-pages``) under ``evidence/`` beside the report.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(the registry in Redis says which)",
     )
     parser.add_argument(
+        "--max-pages",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evidence pages written at most, newest finding first (default 200; 0: none)",
+    )
+    parser.add_argument(
         "--screenshot",
         type=Path,
         default=None,
@@ -68,10 +77,13 @@ def _handle(args: argparse.Namespace) -> int:
     from pipeline.commands._kafka import require_broker
     from pipeline.errors import ConfigError, GovpipeError
     from pipeline.report import build_report
+    from pipeline.report.dossiers import EVIDENCE_DIR, MAX_EVIDENCE_PAGES
     from pipeline.report.scope import parse_scope
 
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise GovpipeError("--max-seconds must be positive")
+    if args.max_pages is not None and args.max_pages < 0:
+        raise GovpipeError("--max-pages must not be negative")
     try:
         scope = parse_scope(args.since, args.until, args.team, int(time.time() * 1000))
     except ValueError as exc:
@@ -79,7 +91,12 @@ def _handle(args: argparse.Namespace) -> int:
     settings = get_settings()
     require_broker(settings)
     built = build_report(
-        settings, args.out, idle_s=args.idle, max_seconds=args.max_seconds, scope=scope
+        settings,
+        args.out,
+        idle_s=args.idle,
+        max_seconds=args.max_seconds,
+        scope=scope,
+        max_pages=MAX_EVIDENCE_PAGES if args.max_pages is None else args.max_pages,
     )
     s, data = built.summary, built.data
     success, safe = s.completion
@@ -93,7 +110,14 @@ def _handle(args: argparse.Namespace) -> int:
             f"successful completion {success.numerator}/{success.denominator}, "
             f"safe completion {safe.numerator}/{safe.denominator}"
         )
-    for note in s.notes:
+    tasks = built.tasks
+    if tasks.rows or tasks.left_out:
+        print(
+            f"{len(built.pages)} evidence pages in {built.path.parent / EVIDENCE_DIR} for "
+            f"{len(tasks.rows) + tasks.left_out} tasks with findings"
+            + (f" ({tasks.left_out} over the bound of {tasks.limit})" if tasks.left_out else "")
+        )
+    for note in [*s.notes, *([tasks.note] if tasks.note else [])]:
         print(f"note: {note}")
     if args.screenshot is not None:
         from pipeline.report.screenshot import ScreenshotError, screenshot

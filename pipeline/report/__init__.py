@@ -4,6 +4,7 @@ collect.py   read both topics to the end (assign, until quiet) into ``ReportData
 summary.py   ``ReportData`` -> ``Summary`` (pure: totals, series, team rates, offenders)
 charts.py    inline SVG charts drawn here (pure)
 render.py    ``Summary`` -> HTML (pure; every data value escaped; no URLs, CSP none)
+dossiers.py  "Tasks with findings" and their evidence pages (safe file names, the bound)
 build.py     ``build_report(settings, out_path)``: the I/O shell
 sample.py    realistic synthetic metrics and alerts (tests, docs screenshot)
 screenshot.py  an HTML file -> PNG with headless Chromium (``python -m``)

@@ -201,3 +201,89 @@ def test_report_since_until_team_from_the_command_line(
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "'yesterday' is not a time" in bad.stderr
+
+
+def test_report_writes_an_evidence_page_per_task_with_findings(
+    settings_factory, tmp_path: Path
+) -> None:
+    """Alerts and dossiers through the real broker, `govpipe report` as a user runs it:
+    one page per task an alert names (the SP-02 task of the evidence must-show, and a
+    hostile task id), linked from the report and linking back; no page without a
+    dossier; the pages render in headless Chromium."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from pipeline.evidence.codec import EvidenceCodec, record_key
+    from pipeline.report.dossiers import EVIDENCE_DIR, evidence_file_name
+    from pipeline.settings import settings_env
+    from tests.unit.evidence import _scenario as sc
+    from tests.unit.evidence.test_trace_views import record_of
+
+    settings = settings_factory(output_partitions=2)
+    hostile_task = "../../<script>x</script>"
+    record = record_of([*sc.events(), sc.late_revocation()], [sc.sp02_alert()])
+    clean = record_of(sc.clean_events(), task="task-clean")
+    hostile = {**clean, "task_id": hostile_task, "platform": HOSTILE_ID}
+    codec = EvidenceCodec(topic=settings.topic_evidence, registry_url=settings.schema_registry_url)
+    producer = Producer({**settings.confluent_config(), "linger.ms": 20})
+    for dossier in (record, clean):
+        producer.produce(settings.topic_evidence, codec.encode(dossier), key=record_key(dossier))
+    producer.produce(settings.topic_evidence, orjson.dumps(hostile), key=b"hostile")
+    producer.produce(settings.topic_evidence, b"not a dossier")
+    alerts = [
+        sc.sp02_alert(),
+        {"alert_id": "h1", "detector": "AT-01", "severity": "high", "time": sc.T0,
+         "task_id": hostile_task},
+        {"alert_id": "n1", "detector": "SP-01", "severity": "low", "time": sc.T0 - 1,
+         "task_id": "task-without-dossier"},
+    ]  # fmt: skip
+    for alert in alerts:
+        producer.produce(settings.topic_alerts, orjson.dumps(alert))
+    assert producer.flush(30) == 0
+
+    out = tmp_path / "site" / "report.html"
+    env = {**os.environ, **settings_env(settings)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "report", "--out", str(out), "--idle", "1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 evidence pages in" in done.stdout and "for 3 tasks with findings" in done.stdout
+    assert "1 evidence records did not decode" in done.stdout
+
+    folder = out.parent / EVIDENCE_DIR
+    names = {evidence_file_name(sc.TASK), evidence_file_name(hostile_task)}
+    assert {p.name for p in folder.iterdir()} == names
+    assert sorted(p.name for p in tmp_path.rglob("*.html")) == sorted([*names, "report.html"])
+    report = out.read_text("utf-8")
+    assert "<script" not in report
+    links = re.findall(r'href="([^"]*)"', report)
+    assert sorted(links) == sorted(f"{EVIDENCE_DIR}/{n}" for n in names)
+    assert "task-without-dossier" in report and "no dossier" in report
+    page = (folder / evidence_file_name(sc.TASK)).read_text("utf-8")
+    assert re.findall(r'href="([^"]*)"', page) == ["../report.html"]
+    assert sc.SP02_ALERT_ID in page and "sales-ops" in page
+    bad = (folder / evidence_file_name(hostile_task)).read_text("utf-8")
+    assert "<script" not in bad and "&lt;script&gt;x&lt;/script&gt;" in bad
+
+    browser = find_chromium()
+    if browser is None:
+        pytest.skip("chromium not installed: apt-get install chromium to run the browser check")
+    png = screenshot(folder / evidence_file_name(sc.TASK), tmp_path / "page.png", browser=browser)
+    assert len(png.read_bytes()) > 20_000
+
+
+def test_report_says_when_the_evidence_topic_is_empty(settings_factory, tmp_path: Path) -> None:
+    settings = settings_factory(output_partitions=1)
+    producer = Producer(settings.confluent_config())
+    alert = {"alert_id": "a1", "detector": "SP-02", "severity": "medium", "time": 1,
+             "task_id": "task-1"}  # fmt: skip
+    producer.produce(settings.topic_alerts, orjson.dumps(alert))
+    assert producer.flush(30) == 0
+    out = tmp_path / "report.html"
+    built = build_report(settings, out, idle_s=1.0, max_seconds=60)
+    assert built.pages == () and not (tmp_path / "evidence").exists()
+    assert built.tasks.note is not None and "is empty (evidence off?" in built.tasks.note
+    assert "is empty (evidence off?" in out.read_text("utf-8")

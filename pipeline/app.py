@@ -372,8 +372,11 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     if 1 in settings.worker_stages:
         app.agent(events_topic, name="govpipe.stage1")(stage1_agent)
         app.timer(1.0, name="govpipe.stage1.watermarks")(stage1_tick)
-        registry = RegistryWatch.of(enricher)  # is the registry loaded? (readiness.py)
+        # Is the registry loaded? (readiness.py) While not, stage 1 marks the events it
+        # enriches and the detectors that need the registry leave them out.
+        registry = RegistryWatch.of(enricher, paused=engine.registry_ids)
         if registry is not None:
+            stage1.registry = registry
             app.task(registry.run)
     if 2 in settings.worker_stages:
         state = app.Table(

@@ -182,6 +182,13 @@ def render(
         [({}, stage2.late_events)],
     )
     w.metric(
+        "govpipe_registry_gap_events_total",
+        "counter",
+        "Events enriched while the identity registry was not ready: the detectors "
+        "that need it did not judge them.",
+        [({}, stage2.registry_gap_events)],
+    )
+    w.metric(
         "govpipe_timers_fired_total",
         "counter",
         "Absence checks fired by the watermark.",

@@ -38,6 +38,7 @@ SPEC = DetectorSpec(
         "Register the identity with an owner (or make the platform send identity_id), and "
         "block unregistered identities at the gateway."
     ),
+    needs_registry=True,  # an identity the registry does not list is its finding
 )
 
 

@@ -37,6 +37,7 @@ SPEC = DetectorSpec(
         "Have the delegation service intersect delegated scopes with the delegator's own, and "
         "revoke the delegate's excess grant."
     ),
+    needs_registry=True,  # the delegator's allowed_scopes come from the registry
 )
 
 

@@ -47,6 +47,7 @@ SPEC = DetectorSpec(
         "Rotate the identity's credentials, give the person their own account, and restrict "
         "the identity to non-interactive use (e.g. workload identity federation)."
     ),
+    needs_registry=True,  # the identity's kind comes from the registry
 )
 
 

@@ -46,6 +46,11 @@ DAY = 24 * HOUR
 #: Every detector's alerts group single-event occurrences per this period of event time
 #: unless its spec or the policy says otherwise (``thresholds["dedup_s"]``, seconds).
 DEFAULT_DEDUP_S = HOUR // SECOND
+#: Set by stage 1 on an event it enriched while the identity registry was not ready
+#: (its marker absent or empty, ``enrichment/readiness.py``): the engine does not hand
+#: such an event to ``needs_registry`` detectors. Internal, like ``_secrets``: never in
+#: an alert, a metric, a dossier or a dead letter.
+REGISTRY_GAP = "_registry_gap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,11 @@ class DetectorSpec:
     #: thresholds (``kinds.provided``), e.g. ``revocation_grace_ms``; name -> function
     #: of the thresholds, so a policy override reaches every reader
     provides: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
+    #: its verdict on an event rests on what the identity registry says (known or not,
+    #: kind, status, owner, allowed scopes): events enriched while the registry is not
+    #: ready (``REGISTRY_GAP``) are not judged by it. Per-event detectors only (a
+    #: stateful one that missed events would judge the rest wrongly).
+    needs_registry: bool = False
 
 
 @dataclass(slots=True)

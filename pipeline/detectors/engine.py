@@ -29,6 +29,11 @@ off is dropped, and its severity is the mode's when the mode sets one. A detecto
 off for itself but on for a mode runs, and keeps only that mode's findings. A
 per-event detector with thresholds per mode judges the events of each mode with that
 mode's thresholds (``mode_of_event``: the event's identity view).
+
+Registry gaps: an event stage 1 enriched while the identity registry was not ready
+carries ``REGISTRY_GAP``; the detectors whose spec ``needs_registry`` do not see it
+(every other detector does), so a lost registry does not turn every identity into an
+"unknown identity" finding (docs/operations.md#govpiperegistrynotready).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import orjson
 
 from pipeline.detectors.alerts import alert_id, first_seen, last_seen, record_alert, to_alert
 from pipeline.detectors.base import (
+    REGISTRY_GAP,
     Context,
     Detector,
     DetectorSpec,
@@ -118,6 +124,10 @@ class DetectionEngine:
                 )
         #: the detectors that run (on for themselves or for some mode): routing follows it
         self.enabled_ids = frozenset(d.spec.id for ds in self._by_kind.values() for d in ds)
+        #: the running detectors that do not judge events of a registry gap
+        self.registry_ids = tuple(
+            sorted(i for i in self.enabled_ids if self.specs[i].needs_registry)
+        )
         #: per detector with mode settings: mode -> (on?, severity override or None)
         self._modes: dict[str, dict[str, tuple[bool, Severity | None]]] = {
             i: {m: (self.policy.enabled_in(s, m), self.policy.mode_severity(i, m)) for m in MODES}
@@ -215,6 +225,8 @@ class DetectionEngine:
                 continue
             source = ready if windowed else (events + late if late else events)
             batch = [e for e in source if e["event_type"] in types]
+            if det.spec.needs_registry:
+                batch = [e for e in batch if not e.get(REGISTRY_GAP)]
             if not batch:
                 continue
             own = state.setdefault(det.spec.id, {})

@@ -207,6 +207,8 @@ def spec_problems(spec: Any) -> list[tuple[str, str]]:
             out.append(("thresholds", "thresholds must be JSON values (policy-file material)"))
     if not isinstance(spec.enabled, bool):
         out.append(("enabled", "enabled is not true or false"))
+    if not isinstance(spec.needs_registry, bool):
+        out.append(("needs_registry", "needs_registry is not true or false"))
     return out
 
 
@@ -223,6 +225,11 @@ def _checked(entry: Entry) -> Entry:
     for name in ("on_events", "on_watermark"):
         if not callable(getattr(det, name)):
             raise RegistryError(f"{entry.where('DETECTOR')}: DETECTOR.{name} is not callable")
+    if det.spec.needs_registry and not det.per_event:
+        raise RegistryError(
+            f"{entry.where('needs_registry')}: invalid spec: needs_registry is for per-event "
+            "detectors (single_event): a stateful one would miss the events of a registry gap"
+        )
     return entry
 
 

@@ -55,6 +55,7 @@ SPEC = DetectorSpec(
         "Replace the credential with a short-lived (JIT) one scoped to the task, then revoke it."
     ),
     provides={"credential_max_lifetime_ms": max_lifetimes_ms},
+    needs_registry=True,  # the lifetime limit is per identity kind (registry)
 )
 
 

@@ -35,6 +35,7 @@ SPEC = DetectorSpec(
         maestro(6),
     ),
     remediation=("Revoke every credential of the identity and stop the workload running as it."),
+    needs_registry=True,  # the identity's status comes from the registry
 )
 
 

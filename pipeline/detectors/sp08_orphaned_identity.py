@@ -35,6 +35,7 @@ SPEC = DetectorSpec(
         maestro(6),
     ),
     remediation="Assign an active owner to the identity or retire it.",
+    needs_registry=True,  # the owner and the owner's status come from the registry
 )
 
 

@@ -8,8 +8,11 @@ transaction as the identities; :class:`RegistryWatch` reads it every few seconds
 
 Without the marker the worker is *degraded*, not down: events are still enriched and
 processed (never held or dropped), their identities show as unknown (``known:
-false``) and AT-01 reports them, so ``/`` says why and ``govpipe_registry_ready`` is 0
-until the registry is loaded again; then the worker says so once and carries on.
+false``); stage 1 marks them (``REGISTRY_GAP``) so the detectors that need the
+registry (``DetectorSpec.needs_registry``: AT-01 and the others, ``paused``) leave
+them out instead of reporting every identity as unknown. ``/`` says why and
+``govpipe_registry_ready`` is 0 until the registry is loaded again; then the worker
+says so once and those detectors judge the events enriched from then on.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,21 +105,28 @@ class RegistryWatch:
     """
 
     def __init__(
-        self, read_marker: MarkerReader, key: str, interval_s: float = CHECK_INTERVAL_S
+        self,
+        read_marker: MarkerReader,
+        key: str,
+        interval_s: float = CHECK_INTERVAL_S,
+        paused: Sequence[str] = (),
     ) -> None:
         self._read = read_marker
         self.key = key
         self.interval_s = interval_s
+        #: the detectors that do not judge events while the registry is not ready (for
+        #: the log lines)
+        self.paused = tuple(paused)
         self.status: RegistryStatus | None = None
 
     @classmethod
-    def of(cls, enricher: object) -> RegistryWatch | None:
+    def of(cls, enricher: object, paused: Sequence[str] = ()) -> RegistryWatch | None:
         """The watch for an enricher that reads the marker (the Redis one), else None."""
         read = getattr(enricher, "read_registry_marker", None)
         keys = getattr(enricher, "keys", None)
         if read is None or keys is None:
             return None
-        return cls(read, str(keys.registry))
+        return cls(read, str(keys.registry), paused=paused)
 
     async def check(self) -> RegistryStatus | None:
         try:
@@ -136,11 +146,20 @@ class RegistryWatch:
             await self.check()
             await asyncio.sleep(self.interval_s)
 
-    @staticmethod
-    def _report(old: RegistryStatus | None, new: RegistryStatus) -> None:
+    def _report(self, old: RegistryStatus | None, new: RegistryStatus) -> None:
+        paused = ", ".join(self.paused)
         if not new.ready:
             if old is None or old.ready:
-                log.warning("identity registry not ready: %s", new.reason)
+                if paused:
+                    log.warning(
+                        "identity registry not ready: %s; until it is, %s do not judge the "
+                        "events enriched meanwhile (govpipe_registry_gap_events_total counts "
+                        "them; every other detector and the metrics still see them)",
+                        new.reason,
+                        paused,
+                    )
+                else:
+                    log.warning("identity registry not ready: %s", new.reason)
             return
         loaded = iso_utc(new.loaded_at_ms) if new.loaded_at_ms is not None else "an unknown time"
         if old is None:
@@ -153,10 +172,11 @@ class RegistryWatch:
         elif not old.ready:
             log.warning(
                 "identity registry ready again: %s identities loaded at %s (generation %s); "
-                "identities are known from now on",
+                "identities are known from now on%s",
                 new.identities,
                 loaded,
                 new.generation,
+                f" and {paused} judge events again" if paused else "",
             )
         elif old.generation != new.generation:
             log.info(

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pipeline.detectors.base import REGISTRY_GAP
 from pipeline.dlq import DeadLetter, dead_letter
+from pipeline.enrichment.readiness import RegistryWatch
 from pipeline.flow.route import (
     SUBJECT_RECORD_MAX_BYTES,
     SubjectRecordEncoder,
@@ -80,8 +82,12 @@ class Stage1:
         input_partitions: int = 1,
         idle_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        registry: RegistryWatch | None = None,
     ) -> None:
         self.validator = validator
+        #: the registry marker's watch (None: an enricher without one, always ready);
+        #: events enriched while it says not ready are marked ``REGISTRY_GAP``
+        self.registry = registry
         self.partitions = partitions
         self.enricher = enricher
         self.subjects_of = subjects_of
@@ -153,6 +159,9 @@ class Stage1:
             await retry_forever(lambda: enricher.enrich(events), log=log, what="redis")
             self.stats.redis_seconds_sum += time.perf_counter() - started
             self.stats.redis_calls += 1
+            if not await self._registry_ready():
+                for event in events:
+                    event[REGISTRY_GAP] = True
         self.stats.newest_event_ms = self.inputs.newest
         routed = route(events, self.partitions, self.subjects_of)
         # Each record's report is taken after its events were observed: a stage-2
@@ -172,6 +181,16 @@ class Stage1:
         out.events = len(events)
         self.stats.events_out += len(events)
         return out
+
+    async def _registry_ready(self) -> bool:
+        """Was the registry ready at the last read of its marker (every 5 s)? Read now
+        if it never was (a worker's first batch); unreadable counts as ready: a Redis
+        outage is not a lost registry."""
+        watch = self.registry
+        if watch is None:
+            return True
+        status = watch.status if watch.status is not None else await watch.check()
+        return status is None or status.ready
 
     def _validate(self, record: SourceRecord) -> list[tuple[Rejection | None, list[Event]]]:
         try:

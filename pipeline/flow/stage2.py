@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pipeline.detectors.base import REGISTRY_GAP
 from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
 from pipeline.dlq import DeadLetter, dead_letter
@@ -224,6 +225,9 @@ class Stage2Stats:
     items_in: int = 0
     duplicates: int = 0
     late_events: int = 0
+    #: events enriched while the identity registry was not ready (``REGISTRY_GAP``):
+    #: the ``needs_registry`` detectors did not judge them
+    registry_gap_events: int = 0
     alerts_created: int = 0
     alerts_updated: int = 0
     timers_fired: int = 0
@@ -589,6 +593,8 @@ class Stage2:
                     new_events.append(event)
                     if is_late:
                         late_events += 1
+                    if event.get(REGISTRY_GAP):
+                        self.stats.registry_gap_events += 1
             noticed: list[FindingNotice] = []
             for notice in group.notices:
                 nid = notice.id

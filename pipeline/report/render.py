@@ -376,7 +376,7 @@ def _detector_table(rows: Sequence[DetectorRow]) -> str:
     )
 
 
-def _alerts(summary: Summary) -> str:
+def _alerts(summary: Summary, by_task: bool = False) -> str:
     if not summary.detectors:
         return (
             '<section><h2>Alerts by detector and severity</h2><p class="empty">'
@@ -385,7 +385,14 @@ def _alerts(summary: Summary) -> str:
     return (
         "<section><h2>Alerts by detector and severity</h2>"
         '<p class="lede">Distinct findings (one per alert id: an OCSF Update of the same '
-        "finding is not a new alert), most frequent first.</p>"
+        "finding is not a new alert), most frequent first."
+        + (
+            " The tasks they name are listed below, under <b>Tasks with findings</b>, each "
+            "with its evidence page."
+            if by_task
+            else ""
+        )
+        + "</p>"
         + severity_legend()
         + _detector_table(summary.detectors)
         + "</section>"
@@ -464,7 +471,7 @@ def render_report(
             _completion(summary),
             _teams(summary),
             _modes(summary),
-            _alerts(summary),
+            _alerts(summary, by_task=bool(tasks_html)),
             tasks_html,
             _offenders(summary),
             HOW_TO_READ,

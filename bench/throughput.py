@@ -9,21 +9,34 @@ For batched records and for single-event records it prints:
          record goes alone and its output is awaited): from the start of producing the
          rest to the timestamp of the last output record
   whole  the same for a worker running stage 1 + stage 2, until stage 2 goes quiet
+  naive  bench/naive_faust.py (SP-01, RS-01, RS-02 the way faust's docs teach: one agent,
+         per event a Redis read and a Table write) as its own worker on the same input,
+         measured like ``worker``; its alerts are counted beside govpipe's (issue 17)
+and, once, event -> alert latency (p50/p99) through a whole govpipe worker at steady
+input rates (``--latency-rates``, ``--latency-seconds``).
+
+Shorter runs: ``--events 50000 --skip-single --latency-seconds 20``; ``--no-naive`` and
+``--no-latency`` leave those parts out. ``make bench`` runs everything.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,7 +52,7 @@ from pipeline.flow.route import copies, decode_subject_batch
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.validate import Validator
 from pipeline.settings import Settings, load_settings, settings_env
-from pipeline.simulate import Simulator
+from pipeline.simulate import Simulator, parse_violations
 from tests.support.kafka import assign_all, produce
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -272,8 +285,252 @@ def pipeline_rate(
     return (events - counts[0]) / max(end - clock, 1e-6), int(handled), alerts
 
 
+NAIVE = Path(__file__).resolve().parent / "naive_faust.py"
+NAIVE_RULES = ("SP-01", "RS-01", "RS-02")
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record's value on ``topic`` (JSON), read to its end."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-read-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    assign_all(consumer, topic)
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    }
+    read = {p: 0 for p in ends}
+    out: list[Any] = []
+    deadline = time.monotonic() + 120
+    while any(read[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+        for m in consumer.consume(1000, timeout=1.0):
+            if not m.error():
+                read[m.partition()] = m.offset() + 1
+                out.append(orjson.loads(m.value()))
+    consumer.close()
+    return out
+
+
+def alerts_by_rule(alerts: list[Any]) -> collections.Counter[str]:
+    """Alerts per detector, new alerts only (govpipe's Update records are not new)."""
+    return collections.Counter(
+        a["detector"] for a in alerts if a.get("activity_id", 1) == 1 and "detector" in a
+    )
+
+
+def naive_rate(
+    bootstrap: str, records: list[bytes], counts: list[int], data: Path, tag: str
+) -> tuple[float, collections.Counter[str]]:
+    """(events/s, alerts per rule) of bench/naive_faust.py, measured as ``worker_rate``:
+    warm worker (first record handled), from producing the rest to its last event."""
+    name = f"bench-naive-{tag}-{uuid.uuid4().hex[:6]}"
+    topic_in, topic_alerts = f"{name}.events", f"{name}.alerts"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(t, 6, 1) for t in (topic_in, topic_alerts)]).values():
+        f.result(30)
+    progress = data / f"{name}.progress"
+    log = data / f"{name}.log"
+    events = sum(counts)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(NAIVE.parent.parent),
+        "NAIVE_BOOTSTRAP": bootstrap,
+        "NAIVE_APP_ID": name,
+        "NAIVE_INPUT": topic_in,
+        "NAIVE_ALERTS": topic_alerts,
+        "NAIVE_DATADIR": str(data / name),
+        "NAIVE_WEB_PORT": str(free_port()),
+        "NAIVE_REDIS_URL": REDIS_URL,
+        "NAIVE_PREFIX": PREFIX,
+        "NAIVE_PROGRESS": str(progress),
+        "NAIVE_EXPECT": str(events),
+    }
+
+    def handled() -> tuple[int, float]:
+        try:
+            n, _, t = progress.read_text().split()
+        except (OSError, ValueError):
+            return 0, 0.0
+        return int(n), float(t)
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(NAIVE), "worker", "-l", "warn"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        produce(bootstrap, topic_in, records[:1])
+        deadline = time.monotonic() + 900
+        clock = None
+        moved, last_n = time.monotonic(), -1
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if proc.poll() is not None:
+                raise RuntimeError(f"naive worker exited; see {log}")
+            n = handled()[0]
+            if n != last_n:
+                moved, last_n = time.monotonic(), n
+            elif time.monotonic() - moved > 60:  # a crashed agent leaves the worker up
+                raise RuntimeError(f"naive worker stalled at {n}/{events} events; see {log}")
+            if clock is None and n >= counts[0]:
+                clock = time.time()
+                produce(bootstrap, topic_in, records[1:])
+            elif clock is not None and n >= events:
+                break
+        else:
+            raise RuntimeError(f"naive worker handled {handled()[0]}/{events}; see {log}")
+        end = handled()[1]
+        time.sleep(1.0)  # let the last alerts' sends complete
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert clock is not None
+    return (events - counts[0]) / max(end - clock, 1e-6), alerts_by_rule(
+        read_topic(bootstrap, topic_alerts)
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(
+    bootstrap: str, data: Path, rate: int, seconds: float, seed: int, violation: float
+) -> tuple[list[float], int, float, int | None]:
+    """Event -> alert latencies (s) of single-event findings through a whole govpipe
+    worker fed single-event Avro records at a steady ``rate``.
+
+    Produce time is the wall clock the bench records when it hands each event to the
+    producer; arrival is when the bench's consumer of the alerts topic receives the
+    alert; an alert's latency is from the produce of the latest of its evidence events.
+    SP-01 and AZ-01 cases are injected (``violation`` per simulated task each) among
+    clean traffic; every single-event alert (no window) is counted. Returns
+    (latencies in order of arrival, events produced, achieved input rate, events stage 1
+    had not yet read when producing ended: > 0 means the worker did not keep up, and
+    the latency then measures its backlog)."""
+    settings = settings_for(bootstrap, f"lat{rate}-{uuid.uuid4().hex[:6]}", data, [1, 2])
+    create_topics(settings)
+    log = data / f"latency-{rate}.log"
+    enc = AvroEncoder()
+    sim = Simulator(seed=seed, rate=rate, violations={"SP-01": violation, "AZ-01": violation})
+    load_registry(sim.registry())
+    sent: dict[str, float] = {}
+    arrivals: list[tuple[float, list[str], Any]] = []
+    stop = threading.Event()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-lat-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    assign_all(consumer, settings.topic_alerts)
+
+    def follow() -> None:
+        while not stop.is_set():
+            for m in consumer.consume(100, timeout=0.05):
+                if m.error():
+                    continue
+                now = time.time()
+                body = orjson.loads(m.value())
+                ids = list(body.get("evidence", {}).get("event_ids") or [])
+                arrivals.append((now, ids, body.get("window_start")))
+
+    proc = start_worker(settings, log)
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
+    )
+    produced = 0
+    try:
+        # Warm: the first events go alone; wait for stage 1 to have handled them.
+        warm = sim.events(50)
+        produce(bootstrap, settings.topic_events, [enc.event(e) for e in warm])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+            sample = scrape(settings.web_port)
+            out1 = sample.get('govpipe_events_out_total{stage="1"}', 0)
+            if out1 >= len(warm) and sample.get('govpipe_events_in_total{stage="2"}', 0) > 0:
+                break
+        else:
+            raise RuntimeError(f"latency worker did not warm up; see {log}")
+        start = time.time()
+        total = int(rate * seconds)
+        for event in sim:
+            due = start + produced / rate
+            pause = due - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            value = enc.event(event)
+            sent[event["event_id"]] = time.time()
+            producer.produce(settings.topic_events, value=value)
+            producer.poll(0)
+            produced += 1
+            if produced >= total:
+                break
+        achieved = produced / (time.time() - start)
+        producer.flush(30)
+        in1 = scrape(settings.web_port).get('govpipe_events_in_total{stage="1"}')
+        behind = None if in1 is None else len(warm) + produced - int(in1)
+        # Drain: every event read by stage 1 and stage 2 quiet for 3 s, so the alerts of
+        # a backlog are counted too (stopping early would drop the slowest ones).
+        history: list[tuple[float, float]] = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            sample = scrape(settings.web_port)
+            if not sample:
+                continue
+            now = time.monotonic()
+            history.append((now, sample.get('govpipe_events_in_total{stage="2"}', 0)))
+            quiet = [v for t, v in history if t >= now - 3.0]
+            done = sample.get('govpipe_events_in_total{stage="1"}', 0) >= len(warm) + produced
+            if done and history[0][0] <= now - 3.0 and min(quiet) == max(quiet):
+                break
+        time.sleep(1.0)  # the last alerts' fetch
+    finally:
+        stop.set()
+        reader.join(5)
+        consumer.close()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    values = []
+    for arrived, ids, window_start in sorted(arrivals, key=lambda a: a[0]):
+        times = [sent[i] for i in ids if i in sent]
+        if window_start is None and times:
+            values.append(arrived - max(times))
+    return values, produced, achieved, behind
+
+
 def run_case(
-    name: str, bootstrap: str, records: list[bytes], counts: list[int], data: Path
+    name: str,
+    bootstrap: str,
+    records: list[bytes],
+    counts: list[int],
+    data: Path,
+    naive: bool = True,
 ) -> None:
     events = sum(counts)
     settings = settings_for(bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", data, [1])
@@ -305,6 +562,24 @@ def run_case(
         f"whole worker, stage 1 + 2  : {whole:>12,.0f} events/s "
         f"({items:,} internal items handled, {alerts:,} alerts; one process, all detectors)"
     )
+    print(f"ratio whole/stage 1 alone   : {whole / rate:.3f} (target >= 0.5)")
+    if not naive:
+        return
+    ours = alerts_by_rule(read_topic(bootstrap, full.topic_alerts))
+    naive_ev, theirs = naive_rate(bootstrap, records, counts, data, name)
+    print(
+        f"naive faust (SP-01,RS-01,RS-02): {naive_ev:>9,.0f} events/s "
+        "(bench/naive_faust.py: one agent, per event a Redis read + a Table write)"
+    )
+    print(f"ratio govpipe whole/naive   : {whole / naive_ev:.2f}x (target >= 3x)")
+    print("new alerts on this input      govpipe   naive")
+    for rule in NAIVE_RULES:
+        print(f"  {rule:<27} {ours.get(rule, 0):>8,} {theirs.get(rule, 0):>7,}")
+    print(
+        "  (they differ where the rules differ: naive judges RS-01 on arrival with no "
+        "watermark, knows a credential only from a credential.issued it saw, and has no "
+        "policy; see bench/naive_faust.py)"
+    )
 
 
 def main() -> int:
@@ -315,6 +590,23 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bootstrap", default=None, help="default: start an embedded Tansu")
+    parser.add_argument(
+        "--no-naive", dest="naive", action="store_false", help="skip bench/naive_faust.py"
+    )
+    parser.add_argument(
+        "--violations",
+        default="SP-01=0.01,RS-01=0.01,RS-02=0.005",
+        help="injected cases per simulated task in the input (so both sides detect something);"
+        " '' for clean traffic only",
+    )
+    parser.add_argument("--no-latency", dest="latency", action="store_false")
+    parser.add_argument(
+        "--latency-rates", default="1000,2000", help="steady input rates (ev/s), comma-separated"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="per rate")
+    parser.add_argument(
+        "--latency-violation", type=float, default=0.01, help="SP-01 and AZ-01 cases per task"
+    )
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="govpipe-bench-"))
     broker = None
@@ -324,7 +616,7 @@ def main() -> int:
         bootstrap = broker.bootstrap
     try:
         enc = AvroEncoder()
-        sim = Simulator(seed=args.seed, rate=2000)
+        sim = Simulator(seed=args.seed, rate=2000, violations=parse_violations(args.violations))
         events = sim.events(args.events)
         load_registry(sim.registry())
         starts = range(0, len(events), args.batch)
@@ -332,9 +624,43 @@ def main() -> int:
         batched_counts = [len(events[i : i + args.batch]) for i in starts]
         single = [enc.event(e) for e in events[: args.single]]
         print(f"govpipe stage-1 bench on {bootstrap} ({os.cpu_count()} cores); Avro records")
-        run_case("batched", bootstrap, batched, batched_counts, data)
+        run_case("batched", bootstrap, batched, batched_counts, data, args.naive)
         if not args.skip_single:
-            run_case("single", bootstrap, single, [1] * len(single), data)
+            run_case("single", bootstrap, single, [1] * len(single), data, args.naive)
+        if args.latency:
+            print(
+                "\n== event -> alert latency, whole worker (stage 1 + 2), single-event records, "
+                "single-event findings =="
+            )
+            print(
+                "bounded by: the bench producer's linger (1 ms) + aiokafka's fetch wait (up to "
+                "fetch_max_wait_ms, 500 ms by default, when a partition is idle) + stage 1's "
+                f"batch wait (GOVPIPE_BATCH_MAX_WAIT_S={Settings().batch_max_wait_s}) + the "
+                "internal topic round trip + stage 2's unit wait, the changelog write awaited "
+                "before alerts are sent, and the alert consumer's fetch (10 ms)"
+            )
+            for rate in [int(r) for r in args.latency_rates.split(",") if r]:
+                values, produced, achieved, behind = latency(
+                    bootstrap, data, rate, args.latency_seconds, args.seed, args.latency_violation
+                )
+                if not values:
+                    print(f"{rate:>6,} ev/s: no single-event alert arrived ({produced:,} events)")
+                    continue
+                print(
+                    f"{rate:>6,} ev/s (achieved {achieved:,.0f}, {produced:,} events, "
+                    f"{len(values):,} alerts): p50 {percentile(values, 0.5) * 1000:,.0f} ms, "
+                    f"p99 {percentile(values, 0.99) * 1000:,.0f} ms, "
+                    f"max {max(values) * 1000:,.0f} ms (target p99 < 1 s at 2,000)"
+                )
+                half = len(values) // 2
+                if half:
+                    print(
+                        f"        p50 of the first half of the alerts "
+                        f"{percentile(values[:half], 0.5) * 1000:,.0f} ms, of the second half "
+                        f"{percentile(values[half:], 0.5) * 1000:,.0f} ms; stage 1 behind by "
+                        f"{'?' if behind is None else f'{behind:,}'} events when producing "
+                        "ended (growing latency and a backlog: the worker is saturated)"
+                    )
     finally:
         clear_bench_keys()
         if broker is not None:

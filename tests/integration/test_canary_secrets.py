@@ -147,6 +147,13 @@ def dead_records(planted: list[tuple[str, str, str]]) -> list[tuple[bytes | None
     return out
 
 
+def joined(*parts: bytes | None) -> bytes:
+    """A record's key, value and headers as one blob to search, each apart: glued
+    together, a value cut one character short of a canary plus a header starting with
+    that character ("…OH" + "invalid_json") spelled a canary that no part holds."""
+    return b"\n".join(p or b"" for p in parts)
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         return resp.read().decode("utf-8", "replace")
@@ -208,7 +215,7 @@ def test_canary_secrets_come_out_nowhere(
     )
     for where, recs in outputs:
         for rec in recs:
-            for kind in leaks((rec.key or b"") + (rec.value or b"")):
+            for kind in leaks(joined(rec.key, rec.value)):
                 found[f"{where}:{kind}"] += 1
     for kind in leaks(page.encode()):
         found[f"/metrics:{kind}"] += 1
@@ -216,7 +223,7 @@ def test_canary_secrets_come_out_nowhere(
         found[f"log:{kind}"] += 1
     unmarked_with_canary = 0
     for rec in dlq:
-        blob = (rec.key or b"") + (rec.value or b"") + b"".join(rec.headers.values())
+        blob = joined(rec.key, rec.value, *rec.headers.values())
         for kind in leaks(blob):
             found[f"dlq:{kind}"] += 1
         if rec.headers.get("redacted") != b"true":
@@ -230,7 +237,7 @@ def test_canary_secrets_come_out_nowhere(
         f"dlq {r.headers.get('error.code')!r} key={(r.key or b'')[:80]!r} "
         f"value={(r.value or b'')[:300]!r}"
         for r in dlq
-        if leaks((r.key or b"") + (r.value or b"") + b"".join(r.headers.values()))
+        if leaks(joined(r.key, r.value, *r.headers.values()))
     ][:4]
     assert not found, "\n".join([str(dict(found)), *examples])
     assert unmarked_with_canary == 0

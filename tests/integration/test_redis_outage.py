@@ -30,6 +30,7 @@ import redis
 
 from pipeline.codec import AvroEncoder, encode_json_batch
 from pipeline.embedded.ports import free_port, wait_for_port
+from pipeline.flow.route import copies as subject_copies
 from pipeline.flow.route import decode_subject_batch
 from pipeline.settings import redact_url
 from tests.support.events import make_event
@@ -234,7 +235,7 @@ def test_redis_outage_mid_stream_loses_nothing_and_the_worker_stays_up(
     for rec in consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=5, expect=1):
         assert rec.value is not None
         _, items = decode_subject_batch(rec.value)
-        for copy in copies(items):
+        for copy in subject_copies(items):
             kind, subject, event, primary = copy.kind, copy.subject, copy.event, copy.primary
             copies[(event["event_id"], kind, subject)] += 1
             if not primary:

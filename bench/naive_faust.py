@@ -21,7 +21,11 @@ Differences from govpipe, by design of the naive approach (why counts differ):
   a decision that arrives before its request or view as "nothing to measure", and a
   late view does not count; govpipe judges once the watermark passes the decision.
 - State lives in this process's Tables keyed as it arrives (no group_by repartition:
-  one process holds every partition here, so the state is complete for the bench).
+  one process holds every partition here, so the state is complete for the bench). The
+  bench's input is unkeyed, so one credential's issuance and use can sit on different
+  partitions and be read in either order: a use read first is not judged.
+- A batched record (an Avro batch of events) is decoded whole, then its events are
+  handled one by one as above; the docs' way proper is one event per record.
 - SP-01 knows a credential's lifetime only from a ``credential.issued`` it has seen
   (its Table); govpipe also reads the credential hash stage 1 keeps in Redis.
 - No enrichment beyond the identity kind, no policy, metrics, evidence or other rules.

@@ -576,9 +576,12 @@ def run_case(
     for rule in NAIVE_RULES:
         print(f"  {rule:<27} {ours.get(rule, 0):>8,} {theirs.get(rule, 0):>7,}")
     print(
-        "  (they differ where the rules differ: naive judges RS-01 on arrival with no "
-        "watermark, knows a credential only from a credential.issued it saw, and has no "
-        "policy; see bench/naive_faust.py)"
+        "  (they differ where the rules do: naive judges each event on arrival, in arrival "
+        "order across the 6 unkeyed partitions, so an action read before its credential's "
+        "issuance is not judged (SP-01 lower) and RS-01 fires on decisions whose watermark "
+        "govpipe has not yet passed when the input ends (govpipe waits for it); SP-01 dedup "
+        "is per credential since the last alert, govpipe's per fixed day; no policy; see "
+        "bench/naive_faust.py)"
     )
 
 

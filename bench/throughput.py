@@ -662,7 +662,13 @@ def main() -> int:
                         f"{percentile(values[:half], 0.5) * 1000:,.0f} ms, of the second half "
                         f"{percentile(values[half:], 0.5) * 1000:,.0f} ms; stage 1 behind by "
                         f"{'?' if behind is None else f'{behind:,}'} events when producing "
-                        "ended (growing latency and a backlog: the worker is saturated)"
+                        "ended"
+                        + (
+                            " (more than 1 s of input: the worker did not keep up, the "
+                            "latency measures its backlog)"
+                            if behind is not None and behind > rate
+                            else ""
+                        )
                     )
     finally:
         clear_bench_keys()

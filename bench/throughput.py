@@ -56,7 +56,8 @@ from pipeline.simulate import Simulator, parse_violations
 from tests.support.kafka import assign_all, produce
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-PREFIX = "govpipe-bench:nhi:"
+# Per run: concurrent benches on one Redis neither share nor delete each other's keys.
+PREFIX = f"govpipe-bench-{uuid.uuid4().hex[:8]}:nhi:"
 
 
 def load_registry(registry: list[dict]) -> None:

@@ -95,15 +95,46 @@ def settings_for(bootstrap: str, tag: str, data: Path, stages: list[int]) -> Set
     )
 
 
-def raw_consume(bootstrap: str, topic: str, expect: int) -> float:
-    consumer = Consumer(
+def bench_consumer(bootstrap: str, tag: str, extra: dict[str, Any] | None = None) -> Consumer:
+    """A consumer of the bench's own, from the earliest offset, committing nothing."""
+    return Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-raw-{uuid.uuid4()}",
+            "group.id": f"bench-{tag}-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            **(extra or {}),
         }
     )
+
+
+def read_to_end(bootstrap: str, topic: str, max_s: float) -> list[bytes]:
+    """Every record value on ``topic`` up to its end offsets when called; fails
+    loudly when the end is not reached within ``max_s`` (a figure from part of a
+    topic would be wrong, not approximate)."""
+    consumer = bench_consumer(bootstrap, "read")
+    assign_all(consumer, topic)
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    }
+    read = {p: 0 for p in ends}
+    out: list[bytes] = []
+    deadline = time.monotonic() + max_s
+    while any(read[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+        for m in consumer.consume(1000, timeout=1.0):
+            if m.error() or m.offset() >= ends[m.partition()]:
+                continue
+            read[m.partition()] = m.offset() + 1
+            out.append(m.value())
+    consumer.close()
+    if any(read[p] < ends[p] for p in ends):
+        raise RuntimeError(f"could not read {topic} to its end: {read} of {ends}")
+    return out
+
+
+def raw_consume(bootstrap: str, topic: str, expect: int) -> float:
+    consumer = bench_consumer(bootstrap, "raw")
     assign_all(consumer, topic)
     got, start = 0, time.perf_counter()
     while got < expect:
@@ -140,14 +171,7 @@ def worker_rate(
     so group join and start-up stay out of the figure, and so does nothing else:
     timing from the first output instead would leave out the first batch's work.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"bench-out-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = bench_consumer(settings.kafka_bootstrap_servers, "out")
     assign_all(consumer, settings.topic_subjects)
     started = time.monotonic()
     proc = start_worker(settings, log)
@@ -198,32 +222,7 @@ def scrape(port: int) -> dict[str, float]:
 def count_internal_items(bootstrap: str, topic: str) -> int:
     """Every item on the internal topic (stage 1's subject copies and watermark
     reports, stage 2's own deltas, progress and notices), read to its end."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-count-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    assign_all(consumer, topic)
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    }
-    read = {p: 0 for p in ends}
-    total = 0
-    deadline = time.monotonic() + 300
-    while any(read[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-        for m in consumer.consume(1000, timeout=1.0):
-            if m.error():
-                continue
-            read[m.partition()] = m.offset() + 1
-            total += len(decode_subject_batch(m.value())[1])
-    consumer.close()
-    if any(read[p] < ends[p] for p in ends):
-        raise RuntimeError(f"could not read the internal topic to its end: {read} of {ends}")
-    return total
+    return sum(len(decode_subject_batch(v)[1]) for v in read_to_end(bootstrap, topic, 300))
 
 
 def pipeline_rate(
@@ -292,29 +291,7 @@ NAIVE_RULES = ("SP-01", "RS-01", "RS-02")
 
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record's value on ``topic`` (JSON), read to its end."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-read-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    assign_all(consumer, topic)
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    }
-    read = {p: 0 for p in ends}
-    out: list[Any] = []
-    deadline = time.monotonic() + 120
-    while any(read[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-        for m in consumer.consume(1000, timeout=1.0):
-            if not m.error():
-                read[m.partition()] = m.offset() + 1
-                out.append(orjson.loads(m.value()))
-    consumer.close()
-    return out
+    return [orjson.loads(v) for v in read_to_end(bootstrap, topic, 120)]
 
 
 def alerts_by_rule(alerts: list[Any]) -> collections.Counter[str]:
@@ -430,15 +407,7 @@ def latency(
     sent: dict[str, float] = {}
     arrivals: list[tuple[float, list[str], Any]] = []
     stop = threading.Event()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-lat-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        }
-    )
+    consumer = bench_consumer(bootstrap, "lat", {"fetch.wait.max.ms": 10})
     assign_all(consumer, settings.topic_alerts)
 
     def follow() -> None:

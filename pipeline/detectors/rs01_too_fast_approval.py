@@ -35,6 +35,10 @@ SPEC = DetectorSpec(
     subject="approval",
     event_types=frozenset({"approval.requested", "approval.viewed", "approval.decided"}),
     thresholds={"min_review_s": 10, "min_review_high_risk_s": 30},
+    provides={  # the evidence dossier's "review time ok" (pipeline/evidence)
+        "min_review_ms": lambda thresholds: int(thresholds["min_review_s"]) * 1000,
+        "min_review_high_risk_ms": lambda th: int(th["min_review_high_risk_s"]) * 1000,
+    },
     frameworks=(nist_csf("PR.AA-05"), ai_rmf("GOVERN 3.2"), ai_rmf("MEASURE 2.8"), maestro(6)),
     remediation=(
         "Review the approved action with the approver and enforce a minimum review time "

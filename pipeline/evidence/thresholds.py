@@ -15,8 +15,6 @@ from typing import Any, Final
 
 #: The identity-kind key of SP-01's fallback lifetime (humans and unknown kinds).
 OTHER_KIND: Final = "other"
-_PREFIX: Final = "max_lifetime_"
-_SUFFIX: Final = "_s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,32 +39,16 @@ class EvidenceThresholds:
         A detector missing from ``specs`` falls back to its built-in spec (the
         detector module's own defaults), never to a number written here.
         """
-        sp01, sp02, rs01 = (_spec(specs, i) for i in ("SP-01", "SP-02", "RS-01"))
-        lifetimes = {
-            name[len(_PREFIX) : -len(_SUFFIX)]: int(value * 1000)
-            for name, value in sp01.thresholds.items()
-            if name.startswith(_PREFIX) and name.endswith(_SUFFIX)
-        }
+        from pipeline.detectors.kinds import provided
+
         return cls(
-            max_lifetime_ms=lifetimes,
-            revocation_grace_ms=int(sp02.thresholds["grace_s"] * 1000),
-            min_review_ms=int(rs01.thresholds["min_review_s"] * 1000),
-            min_review_high_risk_ms=int(rs01.thresholds["min_review_high_risk_s"] * 1000),
+            max_lifetime_ms=provided(specs, "credential_max_lifetime_ms"),
+            revocation_grace_ms=provided(specs, "revocation_grace_ms"),
+            min_review_ms=provided(specs, "min_review_ms"),
+            min_review_high_risk_ms=provided(specs, "min_review_high_risk_ms"),
         )
 
     @classmethod
     def defaults(cls) -> EvidenceThresholds:
         """The built-in detectors' defaults (no policy): tests and offline views."""
         return cls.from_specs({})
-
-
-def _spec(specs: Mapping[str, Any], detector_id: str) -> Any:
-    found = specs.get(detector_id)
-    if found is not None:
-        return found
-    from pipeline.detectors.registry import all_detectors
-
-    for det in all_detectors():
-        if det.spec.id == detector_id:
-            return det.spec
-    raise KeyError(f"no detector {detector_id}: the dossier needs its thresholds")

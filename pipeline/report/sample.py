@@ -393,13 +393,71 @@ def sample_data(seed: int = 7, **kwargs: Any) -> Any:
     )
 
 
+#: Verdicts a sample task's findings turn red (every finding makes the task unsafe).
+_RED_VERDICTS: Final = {
+    "SP-01": "ephemeral",
+    "SP-05": "ephemeral",
+    "SP-02": "revoked_on_completion",
+    "AZ-01": "authorised",
+    "AZ-02": "authorised",
+    "AT-01": "attributable",
+    "AT-02": "attributable",
+}
+#: Rows of the sample's "Tasks with findings" table (the real report lists up to 200).
+SAMPLE_TASK_ROWS: Final = 12
+
+
+def sample_dossiers(seed: int, alerts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The few dossier fields the "Tasks with findings" table reads (platform, team,
+    verdicts) for each task the alerts name: a stand-in for the evidence topic, with
+    verdicts red where the task's detectors say so."""
+    actors, _, _ = _world_actors(seed)
+    team_of = {a.identity_id: a.team for a in actors}
+    out: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        task = alert.get("task_id")
+        if not task:
+            continue
+        dossier = out.setdefault(
+            str(task),
+            {
+                "task_id": str(task),
+                "revision": 0,
+                "platform": alert.get("platform"),
+                "initiator": {
+                    "identity_id": alert.get("identity_id"),
+                    "team": team_of.get(str(alert.get("identity_id"))),
+                },
+                "verdicts": {
+                    "succeeded": True,
+                    "safe": False,
+                    "authorised": True,
+                    "attributable": True,
+                    "ephemeral": True,
+                    "revoked_on_completion": True,
+                    "approved_meaningfully": None,
+                },
+            },
+        )
+        red = _RED_VERDICTS.get(str(alert.get("detector")))
+        if red is not None:
+            dossier["verdicts"][red] = False
+    return list(out.values())
+
+
 def write_sample_report(path: Path | str, *, seed: int = 7) -> Path:
-    """Render the sample into ``path`` (HTML)."""
+    """Render the sample into ``path`` (HTML), with its "Tasks with findings" table."""
+    from pipeline.evidence.source import MemorySource
     from pipeline.report.build import render_data, write_atomically
+    from pipeline.report.dossiers import task_findings
 
     data = sample_data(seed)
     generated = DEFAULT_START + (DEFAULT_MINUTES + 5) * MINUTE
-    page, _ = render_data(data, generated_at_ms=generated)
+    source = MemorySource(sample_dossiers(seed, data.alerts))
+    tasks = task_findings(
+        data.alerts, source, limit=SAMPLE_TASK_ROWS, topic="governance.evidence.v1"
+    )
+    page, _ = render_data(data, generated_at_ms=generated, tasks=tasks)
     out = Path(path)
     write_atomically(out, page)
     return out

@@ -9,13 +9,14 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from functools import partial
 
 import pytest
 
 from pipeline.codec import AvroEncoder, encode_json_batch
 from pipeline.flow.route import copies, decode_subject_batch
 from tests.support.events import make_event
-from tests.support.kafka import consume_until_quiet, produce
+from tests.support.kafka import consume_until_quiet, group_caught_up, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,7 +55,12 @@ def test_kill9_five_times_loses_nothing(settings_factory, worker_factory, capsys
             worker.kill9()
             kills_done += 1
     ids: Counter[str] = Counter()
-    for rec in consume_until_quiet(bootstrap, settings.topic_subjects, quiet_s=8, max_s=300):
+    # The last worker first waits for the killed members to leave its group: quiet
+    # then means "not started", so reading also waits for it to commit every input.
+    caught_up = partial(group_caught_up, bootstrap, settings.app_id, settings.topic_events)
+    for rec in consume_until_quiet(
+        bootstrap, settings.topic_subjects, quiet_s=8, max_s=300, until=caught_up
+    ):
         assert rec.value is not None
         _, items = decode_subject_batch(rec.value)
         ids.update(c.event["event_id"] for c in copies(items) if c.primary)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -78,8 +78,11 @@ def consume_until_quiet(
     quiet_s: float = 3.0,
     max_s: float = 120.0,
     expect: int | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> list[Record]:
-    """Every record of ``topic`` from the start, until nothing new for ``quiet_s``."""
+    """Every record of ``topic`` from the start, until nothing new for ``quiet_s``
+    (and, with ``until``, until it also says the writer is done: a worker waiting
+    for its group to rebalance is quiet, not finished)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -114,8 +117,32 @@ def consume_until_quiet(
                 )
             if got:
                 last = time.monotonic()
-            elif time.monotonic() - last > quiet_s and (expect is None or len(out) >= expect):
+            elif (
+                time.monotonic() - last > quiet_s
+                and (expect is None or len(out) >= expect)
+                and (until is None or until())
+            ):
                 break
     finally:
         consumer.close()
     return out
+
+
+def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """Has consumer group ``group`` committed every partition of ``topic`` to its end?
+
+    A loss by a skipped offset still shows (the group commits past it); a worker
+    that has not read everything yet does not pass for finished.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p) for p in sorted(md.topics[topic].partitions)]
+        committed = consumer.committed(parts, timeout=10)
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), 10)
+            if tp.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()

@@ -92,6 +92,7 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        canonical_url=settings.web_advertised_url,
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
@@ -390,6 +391,11 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             stage2, TableLog(app, state), Stage2Transport(), settings.topic_subjects
         )
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
+        if stage2.evidence is not None:  # GET /evidence/task?id=: evidence/query.py
+            from pipeline.evidence import query
+
+            store = TableLog(app, state)
+            query.register(app, store, stage2.evidence, evidence_codec, settings)
 
     # Registered before faust's own "/" (its blueprints come later): the first wins.
     @app.page("/")  # type: ignore[misc]

@@ -6,7 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -75,6 +82,14 @@ class Settings(BaseSettings):
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
+    #: How other workers reach this one's web port (the URL the consumer group's
+    #: assignment advertises for it; evidence queries are forwarded there). Default
+    #: ``http://WEB_HOST:WEB_PORT``; set it where WEB_HOST is 0.0.0.0 (a pod's IP).
+    web_url: str | None = None
+    #: A stage-2 worker (or a Service in front of them) that ``govpipe trace`` asks
+    #: first (docs/contracts/evidence.md); default ``http://WEB_HOST:WEB_PORT``, and
+    #: "off" reads the evidence topic only.
+    trace_url: str | None = None
     worker_stages: list[Literal[1, 2]] = Field(default=[1, 2], min_length=1)
     batch_max_records: int = Field(500, ge=1, le=100_000)
     batch_max_wait_s: float = Field(0.05, gt=0, le=10)
@@ -123,6 +138,30 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://", "mock://")):
             raise ValueError("must start with http://, https:// or mock://")
         return value
+
+    @field_validator("web_url", "trace_url")
+    @classmethod
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value in (None, ""):
+            return None
+        off = value == "off" and info.field_name == "trace_url"
+        if not off and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def web_advertised_url(self) -> str:
+        """This worker's web URL as other workers reach it (``web_url``)."""
+        wildcard = self.web_host in ("0.0.0.0", "::", "")  # noqa: S104 (a test, not a bind)
+        host = "127.0.0.1" if wildcard else self.web_host
+        return self.web_url or f"http://{host}:{self.web_port}"
+
+    @property
+    def trace_worker_url(self) -> str | None:
+        """Where ``govpipe trace`` asks first, or None to read the topic only."""
+        if self.trace_url == "off":
+            return None
+        return self.trace_url or self.web_advertised_url
 
     @field_validator("rules_dir", mode="before")
     @classmethod

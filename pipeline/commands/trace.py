@@ -1,10 +1,14 @@
 """`govpipe trace task|alert|identity|approval`: the evidence behind one task, readable.
 
-Dossiers come from the compacted evidence topic (latest revision per task), read once
-from the oldest record to the end with ``assign`` (no group, nothing committed;
-progress on stderr when the read takes more than a second). The lookup goes through
-``pipeline.evidence.source.DossierSource``, so an interactive-query endpoint on the
-worker can replace the topic scan without changing this command.
+A task is looked up by key at a running stage-2 worker first (``GOVPIPE_TRACE_URL``,
+default this host's ``GOVPIPE_WEB_HOST:GOVPIPE_WEB_PORT``; ``--worker URL``): the worker
+that owns the task answers from its state (``pipeline/evidence/query.py``), one HTTP
+request whatever the topic's size. When no worker answers, or the owner no longer holds
+the task, and for searches (alert, identity, approval), the dossiers come from the
+compacted evidence topic (latest revision per task), read once from the oldest record
+to the end with ``assign`` (no group, nothing committed; progress on stderr when the
+read takes more than a second). Which source answered goes to stderr: what is printed
+on stdout is the same either way.
 """
 
 from __future__ import annotations
@@ -42,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         )
         sub.add_argument(
             "--max-seconds", type=float, default=None, metavar="N", help="stop reading after N s"
+        )
+        sub.add_argument(
+            "--worker",
+            default=None,
+            metavar="URL",
+            help="the stage-2 worker asked first for a task (default: GOVPIPE_TRACE_URL; "
+            "'off': read the evidence topic only)",
         )
 
     task = what.add_parser("task", help="one task's dossier and its delegation chain")
@@ -91,6 +102,27 @@ def topic_source(args: argparse.Namespace, settings: Any) -> Any:
     reader = TopicReader(settings, args.topic, idle_s=args.idle, max_seconds=args.max_seconds)
     codec = EvidenceCodec(topic=args.topic, registry_url=settings.schema_registry_url)
     return TopicScan(reader, codec, progress=Progress())
+
+
+def worker_first_source(args: argparse.Namespace, settings: Any) -> Any:
+    """The worker asked first for tasks, the topic for the rest (``evidence/remote.py``);
+    the topic alone when no worker URL is set (``--worker off``)."""
+    from pipeline.evidence.remote import WorkerFirst
+
+    url = args.worker if args.worker is not None else settings.trace_worker_url
+    if url in (None, "off"):
+        return topic_source(args, settings)
+    topic = args.topic or settings.topic_evidence
+    return WorkerFirst(url, lambda: topic_source(args, settings), topic)
+
+
+def say_sources(source: Any, topic: str, err: Any = None) -> None:
+    """Which source answered, on stderr (stdout stays the same whichever did)."""
+    err = err if err is not None else sys.stderr
+    describe = getattr(source, "describe", None)
+    lines = describe() if describe is not None else [f"answered from the topic {topic}"]
+    for line in lines:
+        print(line, file=err)
 
 
 def run(args: argparse.Namespace, source: Any, out: Any = None, now_ms: int | None = None) -> int:
@@ -157,7 +189,9 @@ def run(args: argparse.Namespace, source: Any, out: Any = None, now_ms: int | No
         from pipeline.report.evidence import render_evidence_page
 
         topic = args.topic or DEFAULT_TOPIC
-        page = render_evidence_page(traces[0], generated_at_ms=now_ms, sources=[topic])
+        answers = getattr(source, "answers", None)
+        where = [w for t, w in answers if t == args.task_id][:1] if answers else []
+        page = render_evidence_page(traces[0], generated_at_ms=now_ms, sources=where or [topic])
         write_atomically(html_path, page)
         print(f"wrote {html_path}", file=sys.stderr)
     return 0 if traces else 1
@@ -169,7 +203,11 @@ def _handle(args: argparse.Namespace) -> int:
 
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise GovpipeError("--max-seconds must be positive")
+    settings = get_settings()
+    source = worker_first_source(args, settings)
     try:
-        return run(args, topic_source(args, get_settings()))
+        return run(args, source)
     except BrokenPipeError:  # `govpipe trace … | head`
         return 0
+    finally:
+        say_sources(source, args.topic or settings.topic_evidence)

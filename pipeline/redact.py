@@ -74,32 +74,36 @@ class SecretFinding:
 # prefix afterwards. Named groups: ``w_<kind>`` is the secret (plus ``_BACK``
 # characters before the match), ``s_<kind>`` is the secret itself (e.g. the token
 # after "Bearer "). A ``__n`` suffix keeps group names unique for one kind.
+# A format of fixed length also matches a shorter run (12+ characters, 8 for an
+# AWS key id) that ends the text: a record cut short inside a token must not
+# keep most of the token in clear.
 
 _B64U = r"[A-Za-z0-9_\-]"
 _TOKEN_RUN = r"[A-Za-z0-9\-._~+/]"  # noqa: S105 - a character class, not a secret
 _SEP = r"[ \t]++"
 _AWS_NAME_TAIL = (
     r"[A-Za-z0-9_.\-]{0,40}+[\"']?[ \t]{0,3}+[:=](?!//)[ \t]{0,3}+[\"']?"
-    r"(?P<s_aws_secret_access_key#>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+    r"(?P<s_aws_secret_access_key#>[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])|[A-Za-z0-9/+]{12,39}\Z)"
 )
 
 _ALTERNATIVES: tuple[str, ...] = (
     # AWS access key id (AKIA long-lived, ASIA temporary, ABIA/ACCA, A3T…)
-    r"A(?<![A-Za-z0-9]A)(?P<w_aws_access_key_id>(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16})"
-    r"(?![A-Za-z0-9])",
+    r"A(?<![A-Za-z0-9]A)(?P<w_aws_access_key_id>(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])"
+    r"(?:[A-Z0-9]{16}(?![A-Za-z0-9])|[A-Z0-9]{8,15}\Z))",
     # Google API key
-    r"A(?<![A-Za-z0-9_\-]A)(?P<w_gcp_api_key>Iza[A-Za-z0-9_\-]{35})(?![A-Za-z0-9_\-])",
+    r"A(?<![A-Za-z0-9_\-]A)(?P<w_gcp_api_key>Iza"
+    r"(?:[A-Za-z0-9_\-]{35}(?![A-Za-z0-9_\-])|[A-Za-z0-9_\-]{12,34}\Z))",
     # PyPI upload token
     r"A(?<=pypi-A)(?<![A-Za-z0-9_\-]pypi-A)(?P<w_pypi_token>gEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}+)",
     # AWS secret access key next to an aws-ish name: AWS_SECRET_ACCESS_KEY=…
     r"W(?<=AW)S" + _AWS_NAME_TAIL.replace("#", ""),
     r"w(?<=[Aa]w)s" + _AWS_NAME_TAIL.replace("#", "__2"),
     # GitHub: ghp_/gho_/ghu_/ghs_/ghr_ and fine-grained github_pat_
-    r"_(?<=gh[pousr]_)(?<![A-Za-z0-9_]gh[pousr]_)(?P<w_github_token>[A-Za-z0-9]{30,}+)",
-    r"_(?<=github_pat_)(?<![A-Za-z0-9_]github_pat_)(?P<w_github_token__2>[A-Za-z0-9_]{30,}+)",
+    r"_(?<=gh[pousr]_)(?<![A-Za-z0-9_]gh[pousr]_)(?P<w_github_token>[A-Za-z0-9]{30,}+|[A-Za-z0-9]{12,29}\Z)",
+    r"_(?<=github_pat_)(?<![A-Za-z0-9_]github_pat_)(?P<w_github_token__2>[A-Za-z0-9_]{30,}+|[A-Za-z0-9_]{12,29}\Z)",
     # npm and Hugging Face
-    r"_(?<=npm_)(?<![A-Za-z0-9_]npm_)(?P<w_npm_token>[A-Za-z0-9]{36})(?![A-Za-z0-9])",
-    r"_(?<=hf_)(?<![A-Za-z0-9_]hf_)(?P<w_huggingface_token>[A-Za-z]{34})(?![A-Za-z0-9])",
+    r"_(?<=npm_)(?<![A-Za-z0-9_]npm_)(?P<w_npm_token>[A-Za-z0-9]{36}(?![A-Za-z0-9])|[A-Za-z0-9]{12,35}\Z)",
+    r"_(?<=hf_)(?<![A-Za-z0-9_]hf_)(?P<w_huggingface_token>[A-Za-z]{34}(?![A-Za-z0-9])|[A-Za-z]{12,33}\Z)",
     # GitLab personal/deploy/runner/… tokens
     r"g(?<![A-Za-z0-9_]g)(?P<w_gitlab_token>l(?:pat|dt|rt|ptt|ft|soat|cbt|oas|imt|agent)-"
     r"[A-Za-z0-9_\-]{20,}+)",
@@ -114,8 +118,8 @@ _ALTERNATIVES: tuple[str, ...] = (
     r"k(?<=sk)(?<![A-Za-z0-9_\-]sk)(?P<w_openai_key>-(?:proj-|svcacct-|admin-)?"
     r"[A-Za-z0-9_\-]{20,}+)",
     # SendGrid
-    r"S(?<![A-Za-z0-9_\-]S)(?P<w_sendgrid_key>G\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43})"
-    r"(?![A-Za-z0-9_\-])",
+    r"S(?<![A-Za-z0-9_\-]S)(?P<w_sendgrid_key>G\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}"
+    r"(?![A-Za-z0-9_\-])|G\.[A-Za-z0-9_\-]{12,22}(?:\.[A-Za-z0-9_\-]{0,42})?\Z)",
     # JWT / JWS (JWE: the first three parts plus up to two more)
     rf"J(?<=eyJ)(?<![A-Za-z0-9_\-]eyJ)(?P<w_jwt>{_B64U}{{8,}}+\.{_B64U}{{8,}}+\.{_B64U}*+"
     rf"(?:\.{_B64U}++){{0,2}})",

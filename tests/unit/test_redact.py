@@ -845,3 +845,33 @@ def test_hostile_keys_do_not_grow_the_cache_without_bound(
     for i in range(redact._MAX_PLAIN_KEYS + 10):
         redact._plain_key(f"k{i}")
     assert len(redact._PLAIN_KEYS) <= redact._MAX_PLAIN_KEYS
+
+
+#: Formats of fixed length: a record cut short inside one (a truncated dead letter)
+#: still masks the part that is left, once it is long enough to be one.
+CUT_KINDS = {
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "gcp_api_key",
+    "github_token",
+    "npm_token",
+    "huggingface_token",
+    "sendgrid_key",
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "secret"),
+    [p for p in POSITIVES if p[0] in CUT_KINDS],
+    ids=[p[0] for p in POSITIVES if p[0] in CUT_KINDS],
+)
+def test_a_token_cut_short_at_the_end_is_still_masked(kind: str, text: str, secret: str) -> None:
+    start = text.index(secret)
+    for cut in range(start + 16, start + len(secret)):
+        out, kinds = redact_text(text[:cut])
+        assert kinds == [kind], (cut, out)
+        assert secret[: cut - start] not in out
+    payload = b'{"event_id":"e1","attributes":{"note":"' + text[: start + 20].encode()
+    masked, redacted = redact_bytes(payload)
+    assert redacted
+    assert secret[:20].encode() not in masked

@@ -373,6 +373,22 @@ def add_alerts(state: State, alerts: Iterable[Mapping[str, Any]]) -> None:
         _evict_latest(store, MAX_ALERTS)
 
 
+def add_reviews(state: State, reviews: Iterable[tuple[str, str, str]]) -> None:
+    """Fold in (approval id, alert id, detector) of findings that discredit the task's
+    approvals though raised elsewhere (RS-02/03/07 on an approver or requester,
+    relayed by the approval: ``flow/dossiers.relay_reviews``). They make the approval
+    not meaningful; they are not findings on the task (``findings`` lists those)."""
+    store: dict[str, dict[str, str]] = state.setdefault("rv", {})
+    for approval_id, alert_id, detector in reviews:
+        held = store.get(approval_id)
+        if held is None:
+            if len(store) >= MAX_ALERTS:
+                continue
+            held = store[approval_id] = {}
+        if alert_id not in held and len(held) < MAX_ALERTS:
+            held[alert_id] = _text(detector) or NONE
+
+
 def observe_watermark(state: State, watermark: int) -> None:
     """The event-time watermark of the task's partition (never the wall clock)."""
     state["wm"] = max(int(watermark), int(state.get("wm", watermark)))
@@ -543,6 +559,8 @@ def _approvals(state: State, th: EvidenceThresholds) -> list[dict[str, Any]]:
     for alert in state["alerts"].values():
         if alert.get("ap") and str(alert.get("det") or "").startswith("RS-"):
             rs.setdefault(alert["ap"], set()).add(str(alert["det"]))
+    for approval_id, found in (state.get("rv") or {}).items():
+        rs.setdefault(approval_id, set()).update(found.values())
     out = []
     for approval_id in sorted(by_id):
         slot = by_id[approval_id]

@@ -19,6 +19,7 @@ from pipeline.evidence.dossier import (
     Record,
     add_alerts,
     add_events,
+    add_reviews,
     forget_at,
     last_record,
     new_state,
@@ -28,9 +29,17 @@ from pipeline.evidence.dossier import (
 )
 from pipeline.evidence.thresholds import EvidenceThresholds
 from pipeline.flow.messages import FindingNotice
+from pipeline.flow.outcomes import discrediting
 
 #: Key of the dossier state in a task subject's state.
 EV = "_ev"
+#: Key of an approval subject's relay state (``relay_reviews``): ``t`` the tasks its
+#: events named, ``d`` alert id -> [detector, time] of the findings discrediting it.
+RV = "_rv"
+#: Tasks one approval relays to, and discrediting findings it keeps (an approval
+#: belongs to one task; the bounds only stop a hostile stream growing the state).
+MAX_RELAY_TASKS = 8
+MAX_RELAY_FINDINGS = 64
 Event = Mapping[str, Any]
 
 
@@ -70,14 +79,21 @@ def fold(
     """Fold what reached the task in one record (or timer) into its dossier state;
     False when there is no dossier (nothing of the task yet)."""
     mine = [e for e in events if belongs(e, task)]
-    found = [*alerts, *(notice_alert(n) for n in notices)]
+    found = [*alerts]
+    reviews = []
+    for n in notices:
+        if not n.review:
+            found.append(notice_alert(n))
+        elif n.approval_id:
+            reviews.append((n.approval_id, n.alert_id, n.detector))
     dossier = state.get(EV)
     if dossier is None:
-        if not mine and not found:
+        if not mine and not found and not reviews:
             return False
         dossier = state[EV] = new_state(task)
     add_events(dossier, mine)
     add_alerts(dossier, found)
+    add_reviews(dossier, reviews)
     if watermark is not None:
         observe_watermark(dossier, watermark)
     return True
@@ -112,3 +128,43 @@ def resend(state: dict[str, Any] | None, th: EvidenceThresholds) -> Record | Non
     """The record a unit published for this task, rebuilt from the state it left."""
     dossier = (state or {}).get(EV)
     return None if dossier is None else last_record(dossier, th)
+
+
+def relay_reviews(
+    state: dict[str, Any], approval: str, events: Iterable[Event], notices: Iterable[FindingNotice]
+) -> list[FindingNotice]:
+    """At an approval subject: review notices for the task(s) its events name, one per
+    finding that discredits the approval (RS-02/03/07 reach the approval through the
+    alert's ``evidence.approval_ids``; the task's dossier would not hear of them). The
+    approval remembers its tasks and those findings (under ``_rv``), so whichever
+    arrives first, each task hears of each finding once (at least once, on a re-sent
+    unit: the task drops repeats by id)."""
+    rv = state.get(RV) or {"t": [], "d": {}}
+    tasks: list[str] = rv["t"]
+    found: dict[str, list[Any]] = rv["d"]
+    new_tasks: list[str] = []
+    for event in events:
+        task = str(event.get("task_id") or "")
+        room = len(tasks) + len(new_tasks) < MAX_RELAY_TASKS
+        if task and room and task not in tasks and task not in new_tasks:
+            new_tasks.append(task)
+    new_found: dict[str, list[Any]] = {}
+    discredits = None
+    for notice in notices:
+        if notice.kind != "approval" or notice.alert_id in found:
+            continue
+        if discredits is None:
+            discredits = discrediting()
+        if notice.detector in discredits and len(found) + len(new_found) < MAX_RELAY_FINDINGS:
+            new_found[notice.alert_id] = [notice.detector, notice.time]
+    if not new_tasks and not new_found:
+        return []
+    pairs = [(t, a) for t in tasks for a in new_found]
+    tasks += new_tasks
+    found.update(new_found)
+    state[RV] = rv
+    pairs += [(t, a) for t in new_tasks for a in found]
+    return [
+        FindingNotice(t, a, found[a][0], int(found[a][1]), approval_id=approval, review=True)
+        for t, a in pairs
+    ]

@@ -104,7 +104,10 @@ class FindingNotice:
     ``count``, ``approval_id`` are what it shows). To an approval (``kind``
     "approval", one of the alert's ``evidence.approval_ids``): a detector with the
     ``discredits_approvals`` effect (RS-02/03/07, raised on an approver or
-    requester) says the review was not meaningful."""
+    requester) says the review was not meaningful. A **review** notice (``review``,
+    to a task) is such a finding relayed by the approval to the task its events name
+    (``flow/dossiers.relay_reviews``): the task's dossier marks that approval not
+    meaningful; the task is not made unsafe by it (the metrics count the approval)."""
 
     #: the task id, or the approval id of an approval notice
     subject: str
@@ -121,6 +124,8 @@ class FindingNotice:
     #: occurrences of the alert so far (its ``count``)
     count: int = 1
     approval_id: str | None = None
+    #: a discrediting finding relayed by ``approval_id`` to its task
+    review: bool = False
 
     @property
     def task(self) -> str:
@@ -129,6 +134,8 @@ class FindingNotice:
     @property
     def id(self) -> str:
         """Dedup id in the subject's state (the same as the event id the untyped notices had)."""
+        if self.review:
+            return f"review:{self.alert_id}:{self.approval_id}:{self.subject}"
         return f"finding:{self.alert_id}:{self.subject}"
 
     @property
@@ -157,10 +164,11 @@ class FindingNotice:
 Message = SubjectCopy | MetricDelta | Progress | FindingNotice
 
 #: Wire tags of the kinds (the first element of each message's JSON array). An
-#: approval notice has a tag of its own: a worker that predates it stops on it
-#: (``InternalFormatError``) instead of reading it as a task notice.
-COPY, DELTA, PROGRESS, NOTICE, APPROVAL_NOTICE = "c", "d", "p", "n", "a"
-TAGS = frozenset({COPY, DELTA, PROGRESS, NOTICE, APPROVAL_NOTICE})
+#: approval notice and a review notice have tags of their own: a worker that predates
+#: them stops on them (``InternalFormatError``) instead of reading them as task notices.
+COPY, DELTA, PROGRESS, NOTICE, APPROVAL_NOTICE, REVIEW_NOTICE = "c", "d", "p", "n", "a", "r"
+TAGS = frozenset({COPY, DELTA, PROGRESS, NOTICE, APPROVAL_NOTICE, REVIEW_NOTICE})
+_NOTICE_TAGS = {NOTICE: "task", APPROVAL_NOTICE: "approval", REVIEW_NOTICE: "task"}
 
 
 def to_json(message: Message) -> list[Any]:
@@ -171,7 +179,10 @@ def to_json(message: Message) -> list[Any]:
     if type(message) is Progress:
         return [PROGRESS, message.to, message.source, message.newest, message.seen]
     if type(message) is FindingNotice:
-        tag = APPROVAL_NOTICE if message.kind == "approval" else NOTICE
+        if message.kind == "approval":
+            tag = APPROVAL_NOTICE
+        else:
+            tag = REVIEW_NOTICE if message.review else NOTICE
         out = [tag, message.subject, message.alert_id, message.detector, message.time]
         extra = message.extra()
         return [*out, extra] if extra else out
@@ -191,19 +202,20 @@ def from_json(data: list[Any], events: list[Event] | None = None) -> Message:
             return MetricDelta(data[1], (int(data[2]), int(data[3]), int(data[4])), data[5])
         if tag == PROGRESS:
             return Progress(int(data[1]), int(data[2]), int(data[3]), data[4])
-        if tag in (NOTICE, APPROVAL_NOTICE):
+        if tag in _NOTICE_TAGS:
             extra = data[5] if len(data) > 5 else {}
             return FindingNotice(
                 data[1],
                 data[2],
                 data[3],
                 int(data[4]),
-                "approval" if tag == APPROVAL_NOTICE else "task",
+                _NOTICE_TAGS[tag],
                 extra.get("sev"),
                 tuple(extra.get("fw") or ()),
                 extra.get("first"),
                 int(extra.get("cnt", 1)),
                 extra.get("ap"),
+                tag == REVIEW_NOTICE,
             )
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise InternalFormatError(f"malformed internal message: {type(exc).__name__}") from None

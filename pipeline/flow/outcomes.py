@@ -83,7 +83,8 @@ def _task(
     out: list[Outcome] = []
     creds: dict[str, int] = m.setdefault("creds", {})
     revoked: dict[str, int] = m.setdefault("revoked", {})
-    raised = _detectors(alerts, notices)
+    # a review relayed by an approval is about the approval (counted there), not the task
+    raised = _detectors(alerts, [n for n in notices if not n.review])
     found = bool(raised) and not with_effect("marks_task_unsafe").isdisjoint(raised)
     for event in sorted(events, key=lambda e: e["event_time"]):
         etype, t = event.get("event_type"), int(event["event_time"])

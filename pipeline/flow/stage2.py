@@ -623,6 +623,8 @@ class Stage2:
             alerts += raised
             found += outcomes.track(kind, state, fresh + late, raised, noticed)
             out.items += outcomes.finding_notices(kind, raised)
+            if kind == "approval" and self.evidence is not None:
+                out.items += dossiers.relay_reviews(state, subject, fresh + late, noticed)
             if kind == "task" and self.evidence is not None:
                 notices = group.notices
                 self._dossier(key, state, subject, fresh + late, raised, notices, watermark, out)

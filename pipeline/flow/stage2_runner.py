@@ -3,11 +3,15 @@
 One call of ``Stage2Runner.handle`` takes the internal records one
 ``take_events`` batch brought and, per partition:
 
-1. groups them into *units* (a partition's records of the batch, cut at
-   ``UNIT_MAX_ITEMS`` items: a unit's outputs and redo go in single records);
-2. asks ``Stage2.rewind`` whether the input resumed past what the recovered state
+1. asks ``Stage2.rewind`` whether the input resumed past what the recovered state
    covers: then the partition is sought back (``Transport.seek``) and the records
    already buffered are skipped (they come again);
+2. cuts the partition's records of the batch into *units*, whole records in offset
+   order, each sized (``UnitSizer``) so that decoding and judging it takes about
+   ``UNIT_BUDGET_S`` of the event loop, never more than ``UNIT_MAX_ITEMS`` items (a
+   unit's outputs and redo go in single records); a take of a backlog holds hundreds
+   of thousands of items, and judged as one unit it kept the loop, and so heartbeats,
+   commits, ``/metrics`` and shutdown, waiting for seconds;
 3. judges each unit (``Stage2.process_unit``), writes its changelog writes and waits
    for them (``StateLog.write``): **state before outputs**, because an alert's
    activity is decided by the state and a restart re-sends the unit's outputs from it;
@@ -17,7 +21,12 @@ One call of ``Stage2Runner.handle`` takes the internal records one
    notices);
 5. marks the unit sent, queued and not awaited: later writes of the partition queue
    behind it, and if a crash loses it the restart re-sends outputs already delivered
-   (at least once; outputs are idempotent by key).
+   (at least once; outputs are idempotent by key);
+6. yields to the event loop, and stops taking units when the worker is stopping or
+   rebalancing (``stopping``): the rest of the batch is left as a crash would leave
+   it. faust acknowledges it with the batch, but the partition entry's ``done``
+   covers only the units written, so the next owner of the partition (this process
+   after a rebalance, or after a restart) reads it again through step 1.
 
 The runner never touches faust: ``pipeline/app.py`` gives it the Table's changelog
 (``flow/tablelog.py``) and a transport that seeks the consumer and sends to topics.
@@ -25,6 +34,10 @@ The runner never touches faust: ``pipeline/app.py`` gives it the Table's changel
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +55,17 @@ from pipeline.flow.stage2 import (
     quarantine_letter,
 )
 from pipeline.metrics import MetricRecord
+
+log = logging.getLogger(__name__)
+
+#: Wall-clock time a unit should keep the event loop busy: decoding its records,
+#: judging them and building its writes and outputs all run without an await.
+UNIT_BUDGET_S = 0.1
+#: The size of the first unit, before one has been timed (~100 µs an item measured).
+FIRST_UNIT_ITEMS = 1_000
+#: The smallest unit the sizer asks for: below this a unit's fixed costs (partition
+#: entry, changelog produce, outputs) dominate; smaller units are not timed either.
+MIN_UNIT_ITEMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +136,77 @@ def units(
     records: list[InternalRecord], max_items: int = UNIT_MAX_ITEMS
 ) -> dict[int, list[list[Record]]]:
     """The records decoded and grouped per partition into units of at most
-    ``max_items`` items (a record alone may have more), offsets in order."""
-    out: dict[int, list[list[Record]]] = {}
-    sizes: dict[int, int] = {}
+    ``max_items`` items (a record alone may have more), offsets in order (what
+    ``Stage2Runner.handle`` does a unit at a time, with a size per unit)."""
+    by_partition: dict[int, list[InternalRecord]] = {}
     for record in records:
-        upstream_wm, items = decode_subject_batch(record.value)
-        chunks = out.setdefault(record.partition, [[]])
-        size = sizes.get(record.partition, 0)
-        if size + len(items) > max_items and chunks[-1]:
-            chunks.append([])
-            size = 0
-        chunks[-1].append((record.offset, upstream_wm, items))
-        sizes[record.partition] = size + len(items)
+        by_partition.setdefault(record.partition, []).append(record)
+    out: dict[int, list[list[Record]]] = {}
+    for partition, records_of in by_partition.items():
+        slicer = Slicer(records_of)
+        while slicer:
+            out.setdefault(partition, []).append(slicer.take(max_items)[0])
     return out
+
+
+class UnitSizer:
+    """How many items the next unit may take so that it keeps the loop busy for about
+    ``budget_s``: the budget over the cost per item of the units timed before (a
+    moving average of wall-clock time, so a loaded machine gets smaller units)."""
+
+    def __init__(self, budget_s: float = UNIT_BUDGET_S, max_items: int = UNIT_MAX_ITEMS) -> None:
+        self.budget_s = budget_s
+        self.max_items = max_items
+        #: seconds per item, None until a unit of at least MIN_UNIT_ITEMS was timed
+        self.per_item: float | None = None
+
+    def items(self) -> int:
+        if self.per_item is None:
+            return min(self.max_items, FIRST_UNIT_ITEMS)
+        return min(self.max_items, max(MIN_UNIT_ITEMS, int(self.budget_s / self.per_item)))
+
+    def timed(self, items: int, seconds: float) -> None:
+        if items < MIN_UNIT_ITEMS:
+            return
+        cost = seconds / items
+        self.per_item = cost if self.per_item is None else (self.per_item + cost) / 2
+
+
+class Slicer:
+    """One partition's records of a batch (offset order), decoded a unit at a time."""
+
+    def __init__(self, records: list[InternalRecord]) -> None:
+        self.records = records
+        self.index = 0
+        #: the record decoded that did not fit in the last unit: the next one's first
+        self.ahead: Record | None = None
+
+    def __bool__(self) -> bool:
+        return self.ahead is not None or self.index < len(self.records)
+
+    def take(self, max_items: int) -> tuple[list[Record], int]:
+        """(the next unit, its items): whole records up to ``max_items`` items (a
+        record alone may have more)."""
+        unit: list[Record] = []
+        size = 0
+        while self:
+            if self.ahead is not None:
+                record, self.ahead = self.ahead, None
+            else:
+                value = self.records[self.index]
+                upstream_wm, items = decode_subject_batch(value.value)
+                record = (value.offset, upstream_wm, items)
+                self.index += 1
+            if unit and size + len(record[2]) > max_items:
+                self.ahead = record
+                break
+            unit.append(record)
+            size += len(record[2])
+        return unit, size
+
+
+def never() -> bool:
+    return False
 
 
 class Stage2Runner:
@@ -135,6 +217,8 @@ class Stage2Runner:
         transport: Transport,
         internal_topic: str,
         max_items: int = UNIT_MAX_ITEMS,
+        stopping: Callable[[], bool] = never,
+        budget_s: float = UNIT_BUDGET_S,
     ) -> None:
         self.stage2 = stage2
         self.state_log = state_log
@@ -142,23 +226,59 @@ class Stage2Runner:
         #: the internal topic's name, the source of dead letters raised in stage 2
         self.internal_topic = internal_topic
         self.max_items = max_items
+        self.sizer = UnitSizer(budget_s, max_items)
+        #: true while the worker stops or rebalances: no further unit is taken
+        self.stopping = stopping
+        #: batches left unfinished because the worker was stopping (read again later)
+        self.abandoned = 0
 
     async def handle(self, records: list[InternalRecord]) -> list[Stage2Output]:
-        """One ``take_events`` batch of the internal topic (module doc, steps 1-5);
+        """One ``take_events`` batch of the internal topic (module doc, steps 1-6);
         returns each unit's output once delivered."""
         done: list[Stage2Output] = []
-        for partition, chunks in units(records, self.max_items).items():
-            skip, seek_to = self.stage2.rewind(self.state_log, partition, chunks[0][0][0])
+        by_partition: dict[int, list[InternalRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        for partition, records_of in by_partition.items():
+            if self.stopping():
+                return self.abandon(done, records)
+            skip, seek_to = self.stage2.rewind(self.state_log, partition, records_of[0].offset)
             if seek_to is not None:
                 await self.transport.seek(partition, seek_to)
             if skip:
                 continue
-            for unit in chunks:
-                done.append(await self.run_unit(partition, unit))
+            slicer = Slicer(records_of)
+            while slicer:
+                if self.stopping():
+                    return self.abandon(done, records)
+                started = time.perf_counter()
+                unit, items = slicer.take(self.sizer.items())
+                done.append(await self.run_unit(partition, unit, items, started))
+                # The unit's writes and sends may all complete without suspending.
+                await asyncio.sleep(0)
         return done
 
-    async def run_unit(self, partition: int, records: list[Record]) -> Stage2Output:
+    def abandon(
+        self, done: list[Stage2Output], records: list[InternalRecord]
+    ) -> list[Stage2Output]:
+        self.abandoned += 1
+        log.info(
+            "stopping or rebalancing: %d units of this batch of %d internal records done, "
+            "the rest is read again by the partitions' next owner",
+            len(done),
+            len(records),
+        )
+        return done
+
+    async def run_unit(
+        self, partition: int, records: list[Record], items: int = 0, started: float | None = None
+    ) -> Stage2Output:
+        """Judge one unit, write its state, deliver its outputs (steps 3-5); the time
+        from ``started`` (before its records were decoded) to its writes sizes the
+        next unit."""
         out = self.stage2.process_unit(self.state_log, partition, records)
+        if started is not None:
+            self.sizer.timed(items, time.perf_counter() - started)
         await self.state_log.write(partition, out.writes)
         messages = self.outputs(partition, out)
         if not messages:

@@ -18,11 +18,14 @@ from pipeline.flow.messages import MetricDelta, Progress
 from pipeline.flow.route import decode_subject_batch, encode_subject_batch, partition_for, route
 from pipeline.flow.stage2 import PARTITION_KEY, Stage2, Write, apply_writes
 from pipeline.flow.stage2_runner import (
+    MIN_UNIT_ITEMS,
     AlertMessage,
     InternalMessage,
     InternalRecord,
     Output,
+    Slicer,
     Stage2Runner,
+    UnitSizer,
     units,
 )
 from tests.unit.detectors.factory import enriched
@@ -180,3 +183,78 @@ def test_input_resumed_past_the_state_is_sought_back_and_buffered_records_skippe
     assert calls == [("seek", partition, 2)] and not topics.sent
     asyncio.run(restarted.handle(mine[2:]))
     assert restarted.stage2.stats.offset_gaps == 1 and topics.sent
+
+
+def test_units_are_sized_to_the_time_budget_from_the_units_before() -> None:
+    sizer = UnitSizer(budget_s=0.1, max_items=20_000)
+    first = sizer.items()
+    assert MIN_UNIT_ITEMS <= first <= 20_000
+    sizer.timed(1_000, 0.2)  # 200 µs an item: 500 items fill 0.1 s
+    assert sizer.items() == 500
+    sizer.timed(500, 0.025)  # faster now: the average of the two costs
+    assert sizer.items() == int(0.1 / ((200e-6 + 50e-6) / 2))
+    sizer.timed(MIN_UNIT_ITEMS - 1, 100.0)  # too small to time: ignored
+    assert sizer.items() == 800
+    sizer.timed(1_000, 1_000.0)  # very slow: never below the minimum
+    assert sizer.items() == MIN_UNIT_ITEMS
+    fast = UnitSizer(budget_s=0.1, max_items=20_000)
+    fast.timed(10_000, 0.001)
+    assert fast.items() == 20_000  # nor above the maximum
+
+
+def test_the_slicer_decodes_each_record_once_and_keeps_whole_records() -> None:
+    records = records_of([[action(f"e{i}", T0 + i)] for i in range(12)])
+    mine = [r for r in records if r.partition == records[0].partition]
+    sizes = [len(decode_subject_batch(r.value)[1]) for r in mine]
+    slicer = Slicer(mine)
+    taken: list[int] = []
+    while slicer:
+        unit, items = slicer.take(max(sizes) + 1)
+        assert items == sum(len(r[2]) for r in unit) and unit
+        taken += [r[0] for r in unit]
+    assert taken == [r.offset for r in mine]
+
+
+def test_a_batch_cut_into_many_units_gives_the_same_outputs_as_one_unit() -> None:
+    batches = [[action(f"e{i}", T0 + i * 20_000, f"agent-{i % 3}")] for i in range(30)]
+    batches.append([action("bad-3", T0 + 31 * 20_000)])
+    records = records_of(batches)
+    whole, _, whole_topics, _ = runner()
+    asyncio.run(whole.handle(records))
+    sliced, _, sliced_topics, _ = runner(max_items=2)
+    asyncio.run(sliced.handle(records))
+    assert sliced.stage2.stats.units > whole.stage2.stats.units >= 1
+
+    def findings(sent: list[Output]) -> list[Any]:
+        return sorted(repr(m) for m in sent if isinstance(m, AlertMessage | DeadLetter))
+
+    assert findings(sliced_topics.sent) == findings(whole_topics.sent)
+    assert any(isinstance(m, AlertMessage) for m in whole_topics.sent)
+
+
+def test_a_stopping_worker_leaves_the_rest_of_the_batch_to_the_next_owner() -> None:
+    batches = [[action(f"e{i}", T0 + i * 20_000)] for i in range(30)]
+    records = records_of(batches)
+    partition = records[0].partition
+    mine = [r for r in records if r.partition == partition]
+    reference, _, ref_topics, _ = runner()
+    asyncio.run(reference.handle(mine))
+    checks = iter([False, False, False])  # the partition, then its first two units
+    stopped, _, topics, log = runner(max_items=2)
+    stopped.stopping = lambda: next(checks, True)
+    done = asyncio.run(stopped.handle(mine))
+    assert len(done) == 2 and stopped.abandoned == 1
+    entry = log.store[PARTITION_KEY.format(partition)]
+    assert mine[0].offset < entry["done"] < mine[-1].offset  # only what was written
+    # faust acknowledged the whole batch: the next owner resumes past it, is sought
+    # back to the first offset the state lacks and reads the rest again
+    restarted, calls, next_topics, _ = runner(store=log.store)
+    asyncio.run(restarted.handle(mine[-1:]))
+    assert calls == [("seek", partition, entry["done"] + 1)]
+    asyncio.run(restarted.handle([r for r in mine if r.offset > entry["done"]]))
+
+    def findings(sent: list[Output]) -> list[Any]:
+        return sorted(repr(m) for m in sent if isinstance(m, AlertMessage))
+
+    assert findings(ref_topics.sent)
+    assert findings(topics.sent + next_topics.sent) == findings(ref_topics.sent)

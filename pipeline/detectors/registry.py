@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pipeline.detectors.base import SUBJECT_FIELDS, Detector, DetectorSpec, Event
+from pipeline.detectors.base import SUBJECT_FIELDS, Detector, DetectorSpec, Effect, Event
 from pipeline.errors import ConfigError
 
 #: Machinery modules in this package: never detectors, not imported by discovery.
@@ -209,6 +209,44 @@ def spec_problems(spec: Any) -> list[tuple[str, str]]:
         out.append(("enabled", "enabled is not true or false"))
     if not isinstance(spec.needs_registry, bool):
         out.append(("needs_registry", "needs_registry is not true or false"))
+    out += _effect_problems(spec.effects)
+    out += _provides_problems(spec.provides, spec.thresholds)
+    return out
+
+
+def _effect_problems(effects: Any) -> list[tuple[str, str]]:
+    """Effects are read by outcomes, metrics and dossiers: an unknown name would be
+    silently ignored there, so it is refused here."""
+    known = get_args(Effect)
+    if isinstance(effects, str) or not isinstance(effects, Collection):
+        return [("effects", f"effects is not a set of effect names (of {known})")]
+    unknown = sorted(str(e) for e in effects if e not in known)
+    if unknown:
+        return [("effects", f"unknown effect {', '.join(map(repr, unknown))} (one of {known})")]
+    return []
+
+
+def _provides_problems(provides: Any, thresholds: Any) -> list[tuple[str, str]]:
+    """Each provided quantity is a function of the thresholds that other parts call
+    at start: it must answer for the spec's own thresholds now, not fail there."""
+    if not isinstance(provides, Mapping):
+        return [("provides", "provides is not a mapping of name -> function of the thresholds")]
+    out: list[tuple[str, str]] = []
+    for name, read in provides.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            out.append(("provides", f"provided name {name!r} is not an identifier"))
+        elif not callable(read):
+            out.append(("provides", f"provides[{name!r}] is not a function of the thresholds"))
+        elif isinstance(thresholds, Mapping):
+            try:
+                read(thresholds)
+            except Exception as exc:  # a rule's bug, reported at load
+                out.append(
+                    (
+                        "provides",
+                        f"provides[{name!r}] fails on the thresholds: {type(exc).__name__}",
+                    )
+                )
     return out
 
 
@@ -336,7 +374,8 @@ def rules_dir_entries(directory: str | Path) -> list[Entry]:
 
 
 def combine(entries: Iterable[Entry]) -> tuple[Entry, ...]:
-    """The entries sorted by id; two with one id are an error naming both places."""
+    """The entries sorted by id; two with one id, or two providing one quantity, are
+    an error naming both places."""
     found: dict[str, Entry] = {}
     for entry in entries:
         other = found.get(entry.id)
@@ -345,6 +384,15 @@ def combine(entries: Iterable[Entry]) -> tuple[Entry, ...]:
                 f"detector id {entry.id} in both {other.where()} and {entry.where()}"
             )
         found[entry.id] = entry
+    providers: dict[str, Entry] = {}
+    for entry in found.values():
+        for name in entry.detector.spec.provides:
+            other = providers.setdefault(name, entry)
+            if other is not entry:  # readers take one value: two would be a silent choice
+                raise RegistryError(
+                    f"{entry.where('provides')}: {name!r} is already provided by "
+                    f"{other.id} ({other.where('provides')})"
+                )
     return tuple(found[k] for k in sorted(found))
 
 

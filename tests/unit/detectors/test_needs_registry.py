@@ -142,3 +142,38 @@ def test_a_stateful_rule_cannot_need_the_registry(tmp_path: Path) -> None:
 def test_the_default_is_false() -> None:
     fields = {f.name: f for f in dataclasses.fields(DetectorSpec)}
     assert fields["needs_registry"].default is False
+
+
+def test_effects_and_provides_are_checked() -> None:
+    """Readers of effects and provided quantities would ignore a typo or fail late."""
+    spec = all_detectors()[0].spec
+    bad_effect = dataclasses.replace(spec, effects=frozenset({"marks_task_unsafe", "mark_unsafe"}))
+    assert [f for f, _ in spec_problems(bad_effect)] == ["effects"]
+    assert "'mark_unsafe'" in spec_problems(bad_effect)[0][1]
+    as_text = dataclasses.replace(spec, effects="marks_task_unsafe")
+    assert [f for f, _ in spec_problems(as_text)] == ["effects"]
+    fails = dataclasses.replace(spec, provides={"grace_ms": lambda t: t["no_such"] * 1000})
+    assert spec_problems(fails) == [
+        ("provides", "provides['grace_ms'] fails on the thresholds: KeyError")
+    ]
+    not_callable = dataclasses.replace(spec, provides={"grace_ms": 5})
+    assert [f for f, _ in spec_problems(not_callable)] == ["provides"]
+    assert spec_problems(dataclasses.replace(spec, provides={"ok_ms": lambda t: 1})) == []
+
+
+def test_one_quantity_has_one_provider(tmp_path: Path) -> None:
+    """Two detectors providing one name: ``kinds.provided`` would pick one silently."""
+    from pipeline.detectors.registry import RegistryError, builtin_entries, combine
+
+    entries = builtin_entries()
+    provider = next(e for e in entries if "revocation_grace_ms" in e.detector.spec.provides)
+    other = next(e for e in entries if not e.detector.spec.provides)
+    twin = dataclasses.replace(
+        other,
+        detector=dataclasses.replace(
+            other.detector,
+            spec=dataclasses.replace(other.detector.spec, provides=provider.detector.spec.provides),
+        ),
+    )
+    with pytest.raises(RegistryError, match="'revocation_grace_ms' is already provided by"):
+        combine([e for e in entries if e is not other] + [twin])

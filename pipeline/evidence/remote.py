@@ -87,6 +87,7 @@ class WorkerFirst:
     #: (task id, where its answer came from), in the order asked
     answers: list[tuple[str, str]] = field(default_factory=list)
     searched: bool = False
+    unreachable: Reply | None = None
     _scan: DossierSource | None = None
 
     def _topic(self) -> DossierSource:
@@ -95,7 +96,11 @@ class WorkerFirst:
         return self._scan
 
     def get(self, task_id: str) -> Record | None:
-        reply = self.ask(self.url, task_id, self.timeout_s)
+        # a worker that did not answer is not asked again by this command (a chain
+        # would wait for it once per link)
+        reply = self.unreachable or self.ask(self.url, task_id, self.timeout_s)
+        if reply.held is None and (reply.reason or "").startswith("no worker answered"):
+            self.unreachable = reply
         if reply.held is True:
             where = reply.worker or self.url
             self.answers.append((task_id, f"worker {where} (partition {reply.partition})"))

@@ -238,3 +238,16 @@ def test_say_sources_names_the_topic_for_a_topic_only_read() -> None:
     err = io.StringIO()
     say_sources(MemorySource(), "governance.evidence.v1", err)
     assert err.getvalue() == "answered from the topic governance.evidence.v1\n"
+
+
+def test_a_worker_that_does_not_answer_is_asked_once() -> None:
+    asked: list[str] = []
+
+    def ask(url: str, task: str, timeout: float) -> Reply:
+        asked.append(task)
+        return Reply(None, reason=f"no worker answered at {url}: refused")
+
+    source = WorkerFirst("http://w", lambda: MemorySource([published()]), "ev", ask=ask)
+    assert source.get(sc.TASK) == published() and source.get("task-child") is None
+    assert asked == [sc.TASK]
+    assert source.describe()[1].endswith("(no worker answered at http://w: refused)")

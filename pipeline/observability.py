@@ -261,6 +261,24 @@ def render(
                 "When the identity registry was last loaded (Unix time).",
                 [({}, registry.loaded_at_ms / 1000)],
             )
+    w.metric(
+        "govpipe_state_entries",
+        "gauge",
+        "Stage-2 Table entries held by this worker (subjects, metric windows, records).",
+        [({}, stage2.state_entries)],
+    )
+    w.metric(
+        "govpipe_state_expired_total",
+        "counter",
+        "Finished subjects deleted from the stage-2 Table (a changelog tombstone each).",
+        [({}, stage2.subjects_expired)],
+    )
+    w.metric(
+        "govpipe_dedup_record_total",
+        "counter",
+        "Expired subjects whose alert ids went to the dedup record, and ones taken back.",
+        [({"op": "kept"}, stage2.dedup_kept), ({"op": "recalled"}, stage2.dedup_recalled)],
+    )
     lags = []
     for stage, newest in (("1", stage1.newest_event_ms), ("2", stage2.newest_event_ms)):
         if newest is not None:

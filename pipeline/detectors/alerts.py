@@ -53,19 +53,33 @@ def alert_id(finding: Finding, dedup_ms: int = 3_600_000) -> str:
     return str(uuid.uuid5(ALERT_NAMESPACE, key))
 
 
-def record_alert(state: State, alert_id: str, time: int, n: int = 1) -> tuple[Activity, int]:
+def period_end(finding: Finding, dedup_ms: int = 3_600_000) -> int:
+    """Event time after which no occurrence can carry the finding's alert id: the end
+    of its dedup period (single-event findings), or of its window."""
+    if finding.window_start is not None:
+        return int(finding.window_end if finding.window_end is not None else finding.time)
+    dedup = max(1, dedup_ms)
+    return finding.time - finding.time % dedup + dedup
+
+
+def record_alert(
+    state: State, alert_id: str, time: int, n: int = 1, until: int | None = None
+) -> tuple[Activity, int]:
     """Remember ``n`` occurrences of an alert id for this subject: ("create", n) the
     first time, then ("update", total so far).
 
-    ``state["_alerts"]`` maps id -> [count, first_time, last_time], bounded to
-    ``MAX_ALERTS_PER_SUBJECT`` (an id forgotten that long ago is created afresh).
+    ``state["_alerts"]`` maps id -> [count, first_time, last_time(, until)], bounded to
+    ``MAX_ALERTS_PER_SUBJECT`` (an id forgotten that long ago is created afresh);
+    ``until`` is the id's ``period_end``, which keeps it in the dedup record after the
+    subject expired (``flow/expiry.py``).
     """
     seen: dict[str, list[int]] = state.setdefault("_alerts", {})
     entry = seen.pop(alert_id, None)
     if entry is None:
         entry = [0, time, time]
     first = entry[0] == 0
-    entry = [entry[0] + n, min(entry[1], time), max(entry[2], time)]
+    ends = [int(x) for x in (*entry[3:4], until) if x is not None]
+    entry = [entry[0] + n, min(entry[1], time), max(entry[2], time), *ends[-1:]]
     seen[alert_id] = entry  # re-inserted: dict order is least- to most-recently seen
     while len(seen) > MAX_ALERTS_PER_SUBJECT:
         del seen[next(iter(seen))]

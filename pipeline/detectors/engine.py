@@ -45,7 +45,14 @@ from typing import Any
 
 import orjson
 
-from pipeline.detectors.alerts import alert_id, first_seen, last_seen, record_alert, to_alert
+from pipeline.detectors.alerts import (
+    alert_id,
+    first_seen,
+    last_seen,
+    period_end,
+    record_alert,
+    to_alert,
+)
 from pipeline.detectors.base import (
     REGISTRY_GAP,
     Context,
@@ -339,7 +346,9 @@ class DetectionEngine:
         for aid, same in grouped.items():
             finding = _merged(same)
             spec = self.specs[finding.detector]
-            activity, count = record_alert(state, aid, finding.time, len(same))
+            dedup_ms = self._dedup_ms.get(finding.detector, DEFAULT_DEDUP_MS)
+            until = period_end(finding, dedup_ms)
+            activity, count = record_alert(state, aid, finding.time, len(same), until)
             out.append(
                 to_alert(
                     finding,

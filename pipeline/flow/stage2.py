@@ -40,7 +40,7 @@ from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
 from pipeline.dlq import DeadLetter, dead_letter
 from pipeline.evidence.thresholds import EvidenceThresholds
-from pipeline.flow import dossiers, outcomes
+from pipeline.flow import dossiers, expiry, outcomes
 from pipeline.flow.messages import (
     METRICS,
     TAGS,
@@ -69,8 +69,9 @@ REDO_KEY = "__redo__:{}:{}"
 REDO_CHUNK_BYTES = 1024 * 1024
 #: One internal record: (offset, upstream watermark report as JSON, its messages).
 Record = tuple[int, Any, list[Message]]
-#: One changelog write: (table key, value, value as written).
-Write = tuple[str, Any, bytes]
+#: One changelog write: (table key, value, value as written); a deletion is
+#: (key, None, None), a tombstone in the changelog (``flow/expiry.py``).
+Write = tuple[str, Any, bytes | None]
 #: ``Progress`` messages: each stage-2 partition tells every partition how far it got
 #: (``newest``) and the slowest progress it has itself received (``seen``).
 #: Metric windows close on the minimum of ``seen`` over all partitions, not of
@@ -189,19 +190,24 @@ def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) ->
 
     Each state is serialised once; the redo chunks are spliced from those bytes.
     """
-    states = [(key, state, orjson.dumps(state)) for key, state in dirty.items()]
+    states: list[Write] = [
+        (key, state, None if state is None else orjson.dumps(state)) for key, state in dirty.items()
+    ]
     chunks: list[list[Write]] = []
     size = 0
     for write in states:
-        if not chunks or (size + len(write[2]) > REDO_CHUNK_BYTES and chunks[-1]):
+        if not chunks or (size + len(write[2] or b"") > REDO_CHUNK_BYTES and chunks[-1]):
             chunks.append([])
             size = 0
         chunks[-1].append(write)
-        size += len(write[2]) + len(write[0]) + 4
+        size += len(write[2] or b"null") + len(write[0]) + 4
     done = entry["done"]
     writes: list[Write] = []
     for i, chunk in enumerate(chunks):
-        body = b",".join(orjson.dumps(key) + b":" + value for key, _, value in chunk)
+        body = b",".join(
+            orjson.dumps(key) + b":" + (b"null" if value is None else value)
+            for key, _, value in chunk
+        )
         writes.append(
             (
                 REDO_KEY.format(partition, i),
@@ -214,10 +220,19 @@ def unit_writes(partition: int, entry: dict[str, Any], dirty: dict[str, Any]) ->
     return writes + states
 
 
+def _get(store: StateStore, dirty: Mapping[str, Any], key: str) -> Any:
+    """A state as the unit left it so far (None: absent, or deleted in this unit)."""
+    return dirty[key] if key in dirty else store.get(key)
+
+
 def apply_writes(store: Any, writes: list[Write]) -> None:
-    """Apply writes to a dict-like store as a changelog recovery would (from bytes)."""
+    """Apply writes to a dict-like store as a changelog recovery would (from bytes;
+    a tombstone deletes the key)."""
     for key, _, value in writes:
-        store[key] = orjson.loads(value)
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = orjson.loads(value)
 
 
 @dataclass
@@ -246,6 +261,14 @@ class Stage2Stats:
     newest_event_ms: int | None = None
     #: alert records by (detector, severity): ``govpipe_alerts_total``
     alerts_by_severity: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Table entries (subjects, metric windows, partition entries) after the last unit
+    state_entries: int = 0
+    #: subjects deleted from the Table because they were finished (``flow/expiry.py``)
+    subjects_expired: int = 0
+    #: expired subjects whose alert ids are kept in the dedup records, and of them
+    #: the ones that came back and took their ids back
+    dedup_kept: int = 0
+    dedup_recalled: int = 0
     #: global metric deltas applied here (one window size): the governance counters'
     #: positive parts, and the negated negative ones (corrections), for Prometheus
     governance: Counter[str] = field(default_factory=Counter)
@@ -283,12 +306,20 @@ class Stage2:
         #: what counts as ephemeral for the metrics is what SP-01 judges long-lived,
         #: policy overrides included (read from the effective spec, not copied)
         self.max_ttl_ms = max_ttl_from(engine)
+        #: how long finished subjects and their alert ids are kept, from the effective
+        #: specs (flow/expiry.py)
+        self.horizons = expiry.Horizons.of(engine.specs.values(), allowed_lateness_ms)
         self.stats = Stage2Stats()
         #: partition → heap of (deadline, subject key); rebuilt from the store.
         #: Detector and task timers run on the detection watermark; metric windows
         #: on the newest event time (their own lateness handles revisions).
         self._timers: dict[int, list[tuple[int, str]]] = {}
         self._metric_timers: dict[int, list[tuple[int, str]]] = {}
+        #: partition → heap of (expiry, subject key) of finished subjects, and the
+        #: expiry each key was pushed with (one entry per key). Expiry runs on the
+        #: relayed progress, not the watermark (``_expire_due``).
+        self._expiries: dict[int, list[tuple[int, str]]] = {}
+        self._expiry_of: dict[int, dict[str, int]] = {}
         self._progress_sent: dict[int, tuple[float, int, int | None]] = {}
         #: partition → its entry as last written (read from the store once per assignment)
         self._pstate: dict[int, dict[str, Any]] = {}
@@ -306,11 +337,14 @@ class Stage2:
             self._rewinding.pop(p, None)
             self._timers.pop(p, None)
             self._metric_timers.pop(p, None)
+            self._expiries.pop(p, None)
+            self._expiry_of.pop(p, None)
 
     def _windows(self, state: dict[str, Any]) -> MetricWindows:
         return MetricWindows(self.window_sizes, self.metrics_lateness, state=state.get("mw"))
 
     def _deadline(self, key: str, state: dict[str, Any]) -> int | None:
+        """The subject's next timer: its detectors', outcomes' or dossier's earliest."""
         if key.startswith(METRICS + ":"):
             return self._windows(state).next_deadline if state.get("mw") else None
         found = [
@@ -327,6 +361,97 @@ class Stage2:
         ]
         return min(found) if found else None
 
+    def _expires_at(self, key: str, state: dict[str, Any]) -> int | None:
+        """When a subject with no timer pending expires (None: not finished)."""
+        if key.startswith(METRICS + ":") or self._deadline(key, state) is not None:
+            return None
+        dossier_open = self.evidence is not None and dossiers.EV in state
+        return expiry.expires_at(key, state, self.horizons, self.grace, dossier_open)
+
+    def _may_expire(self, partition: int, key: str, state: dict[str, Any]) -> None:
+        """Index a finished subject's expiry (once per key; a later one is re-pushed
+        when the earlier entry comes due)."""
+        at = self._expires_at(key, state)
+        if at is None:
+            return
+        pushed = self._expiry_of[partition]
+        if key in pushed and pushed[key] <= at:
+            return
+        pushed[key] = at
+        heapq.heappush(self._expiries[partition], (at, key))
+
+    def _expire_due(
+        self, store: StateStore, dirty: dict[str, Any], partition: int, clock: int
+    ) -> None:
+        """Expire the finished subjects whose time ``clock`` has passed.
+
+        ``clock`` is the slowest progress this partition has received from every
+        partition, minus the allowed lateness: a finding about a subject raised on
+        another partition once its watermark passed the subject's horizon was sent
+        before that partition's progress passed it, and records between two
+        partitions keep their order, so its notice has arrived (the metric windows
+        close on the same argument). On the own watermark, an event-time jump lost
+        such notices (tests/integration/test_delivery_order.py).
+        """
+        heap, pushed = self._expiries[partition], self._expiry_of[partition]
+        while heap and heap[0][0] <= clock:
+            _, key = heapq.heappop(heap)
+            pushed.pop(key, None)
+            state = _get(store, dirty, key)
+            if not state:
+                continue
+            at = self._expires_at(key, state)
+            if at is None:
+                continue  # busy again: indexed anew when it finishes
+            if at > clock:
+                pushed[key] = at
+                heapq.heappush(heap, (at, key))
+                continue
+            self._expire(store, dirty, partition, key, state, clock)
+
+    def _expire(
+        self,
+        store: StateStore,
+        dirty: dict[str, Any],
+        partition: int,
+        key: str,
+        state: dict[str, Any],
+        watermark: int,
+    ) -> None:
+        """Delete a finished subject (a tombstone among the unit's writes); its alert
+        ids still inside their dedup period go to the partition's dedup record."""
+        if state.get("_alerts"):
+            dkey = expiry.DEDUP_KEY.format(partition)
+            record = _get(store, dirty, dkey) or {}
+            if expiry.stash(record, key, state, self.horizons, watermark):
+                dirty[dkey] = record
+                self.stats.dedup_kept += 1
+        dirty[key] = None
+        self.stats.subjects_expired += 1
+
+    def _recall(
+        self, store: StateStore, dirty: dict[str, Any], partition: int, key: str
+    ) -> dict[str, Any]:
+        """A new state for a subject absent from the Table: with the alert ids the
+        dedup record kept for it if it expired inside their dedup period."""
+        dkey = expiry.DEDUP_KEY.format(partition)
+        record = _get(store, dirty, dkey)
+        alerts = expiry.recall(record, key)
+        if alerts is None:
+            return {}
+        dirty[dkey] = record
+        self.stats.dedup_recalled += 1
+        return {"_alerts": alerts}
+
+    def _purge_dedup(
+        self, store: StateStore, dirty: dict[str, Any], partition: int, watermark: int | None
+    ) -> None:
+        dkey = expiry.DEDUP_KEY.format(partition)
+        record = _get(store, dirty, dkey)
+        if record is None or watermark is None or not expiry.purge(record, watermark):
+            return
+        dirty[dkey] = record if record.get("s") else None
+
     def _heap(self, key: str, partition: int) -> list[tuple[int, str]]:
         timers = self._metric_timers if key.startswith(METRICS + ":") else self._timers
         return timers[partition]
@@ -335,13 +460,16 @@ class Stage2:
         if partition in self._timers:
             return
         self._timers[partition], self._metric_timers[partition] = [], []
-        for key in {*store.keys(), *dirty}:
+        self._expiries[partition], self._expiry_of[partition] = [], {}
+        for key in sorted({*store.keys(), *dirty}):  # sorted: the same heaps after a restart
             if key.startswith("__") or partition_for(key, self.partitions) != partition:
                 continue
-            state = dirty.get(key) or store.get(key)
+            state = _get(store, dirty, key)
             deadline = self._deadline(key, state) if state else None
             if deadline is not None:
                 self._heap(key, partition).append((deadline, key))
+            elif state:
+                self._may_expire(partition, key, state)
         heapq.heapify(self._timers[partition])
         heapq.heapify(self._metric_timers[partition])
 
@@ -352,7 +480,7 @@ class Stage2:
         """Judge ``records`` (one partition's, in offset order) and return the
         outputs and the changelog writes of the whole unit (``out.writes``)."""
         pkey = PARTITION_KEY.format(partition)
-        dirty: dict[str, dict[str, Any]] = {}
+        dirty: dict[str, Any] = {}
         pstate = self._pstate.get(partition)
         out = Stage2Output()
         if pstate is None:  # first unit since the partition was assigned
@@ -375,7 +503,7 @@ class Stage2:
             if self.evidence is not None:
                 for task in last.get("evidence", []):
                     key = f"task:{task}"
-                    record = dossiers.resend(dirty.get(key) or store.get(key), self.evidence)
+                    record = dossiers.resend(_get(store, dirty, key), self.evidence)
                     if record is not None:
                         out.evidence.append(record)
             out.replayed = True
@@ -393,8 +521,12 @@ class Stage2:
             self._record(store, dirty, partition, offset, upstream_wm, items, cursor, out)
             done = offset
         out.watermark = cursor.wm
+        if fresh_records:
+            self._purge_dedup(store, dirty, partition, cursor.wm)
         if self.evidence is not None:
             for key in out.dossiers:
+                if dirty[key] is None:
+                    continue  # expired later in the unit: its dossier was forgotten first
                 record = dossiers.emit(dirty[key], self.evidence)
                 if record is not None:
                     out.evidence.append(record)
@@ -425,6 +557,7 @@ class Stage2:
         out.writes = unit_writes(partition, entry, dirty)
         self._pstate[partition] = entry
         self.stats.units += 1
+        self.stats.state_entries = len(store.keys())
         return out
 
     def rewind(
@@ -521,7 +654,7 @@ class Stage2:
     def _record(
         self,
         store: StateStore,
-        dirty: dict[str, dict[str, Any]],
+        dirty: dict[str, Any],
         partition: int,
         offset: int,
         upstream_wm: Any,
@@ -576,7 +709,9 @@ class Stage2:
         wm_for_detectors = watermark if watermark is not None else -(2**62)
         for key, group in groups.items():
             kind, subject = group.kind, group.subject
-            state: dict[str, Any] = dirty.get(key) or store.get(key) or {}
+            state: dict[str, Any] | None = _get(store, dirty, key)
+            if state is None:
+                state = self._recall(store, dirty, partition, key)
             seen: dict[str, int] = state.setdefault("_seen", {})
             fresh: list[Event] = []
             late: list[Event] = []
@@ -607,6 +742,8 @@ class Stage2:
                 # Trim in bulk: deleting one oldest key at a time leaves holes that
                 # every later ``next(iter(seen))`` walks over (quadratic on hot subjects).
                 state["_seen"] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
+            if fresh or late or noticed:
+                expiry.touch(state, kind, fresh + late, (n.time for n in noticed))
             if not fresh and not late and not noticed:
                 if group.notices and kind == "task" and self.evidence is not None:
                     # an Update's notice (same id, higher count): for the dossier only
@@ -632,6 +769,8 @@ class Stage2:
             deadline = self._deadline(key, state)
             if deadline is not None:
                 heapq.heappush(heap, (deadline, key))
+            else:
+                self._may_expire(partition, key, state)
         if watermark is not None:
             found += self._fire_timers(store, dirty, partition, heap, watermark, out, alerts)
         found += outcomes.alert_outcomes(alerts)
@@ -643,9 +782,11 @@ class Stage2:
         out.items += [
             MetricDelta(routing_key(d), (partition, offset, i), d) for i, d in enumerate(deltas)
         ]
+        slowest = min(sources.values()) if len(sources) >= self.partitions else None
         if cursor.newest is not None:
-            slowest = min(sources.values()) if len(sources) >= self.partitions else None
             out.items += self._progress(partition, cursor.newest, slowest)
+        if slowest is not None:
+            self._expire_due(store, dirty, partition, slowest - self.lateness)
         if len(cursor.relayed) >= self.partitions:
             self._advance_metrics(store, dirty, partition, min(cursor.relayed.values()), out)
         out.alerts += alerts
@@ -707,7 +848,7 @@ class Stage2:
     def _fire_timers(
         self,
         store: StateStore,
-        dirty: dict[str, dict[str, Any]],
+        dirty: dict[str, Any],
         partition: int,
         heap: list[tuple[int, str]],
         watermark: int,
@@ -717,7 +858,7 @@ class Stage2:
         found: list[Outcome] = []
         while heap and heap[0][0] <= watermark:
             _, key = heapq.heappop(heap)
-            state = dirty.get(key) or store.get(key)
+            state = _get(store, dirty, key)
             deadline = self._deadline(key, state) if state else None
             if not state or deadline is None or deadline > watermark:
                 continue  # stale entry: the subject moved its timer or was handled
@@ -742,6 +883,8 @@ class Stage2:
             nxt = self._deadline(key, state)
             if nxt is not None:
                 heapq.heappush(heap, (nxt, key))
+            else:
+                self._may_expire(partition, key, state)
         return found
 
     def _dossier(
@@ -780,11 +923,11 @@ class Stage2:
         store: StateStore,
         key: str,
         deltas: list[MetricDelta],
-        dirty: dict[str, dict[str, Any]],
+        dirty: dict[str, Any],
         partition: int,
     ) -> None:
         """Apply deltas once each: per source partition, (offset, index) only grows."""
-        state: dict[str, Any] = dirty.get(key) or store.get(key) or {}
+        state: dict[str, Any] = _get(store, dirty, key) or {}
         applied: dict[str, list[int]] = state.setdefault("_src", {})
         windows = self._windows(state)
         for message in deltas:
@@ -806,7 +949,7 @@ class Stage2:
     def _advance_metrics(
         self,
         store: StateStore,
-        dirty: dict[str, dict[str, Any]],
+        dirty: dict[str, Any],
         partition: int,
         newest: int,
         out: Stage2Output,
@@ -814,7 +957,7 @@ class Stage2:
         heap = self._metric_timers[partition]
         while heap and heap[0][0] <= newest:
             _, key = heapq.heappop(heap)
-            state = dirty.get(key) or store.get(key)
+            state = _get(store, dirty, key)
             if not state or not state.get("mw"):
                 continue
             windows = self._windows(state)

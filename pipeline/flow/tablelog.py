@@ -48,7 +48,10 @@ class TableLog:
             return
         data = self.table.data
         for key, value, _ in writes:
-            data[key] = value
+            if value is None:  # an expired subject: deleted, a tombstone in the changelog
+                data.pop(key, None)
+            else:
+                data[key] = value
         while True:
             try:
                 futures = await self._produce(partition, writes)

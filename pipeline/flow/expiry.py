@@ -1,0 +1,228 @@
+"""When a stage-2 subject is finished and its state can go (issue 15: bounded state).
+
+Without expiry every task, approval, credential and identity ever seen stays in the
+Table and its changelog. A subject expires, on the detection watermark (event time,
+never the wall clock), once nothing it holds can still matter:
+
+* ``task``: completed, its credentials judged after the revocation grace, its dossier
+  forgotten (``dossiers.forget``); then the task detectors' longest window or grace;
+* ``approval``: decided and judged; then the approval detectors' longest window;
+* ``credential``: revoked, or past its ``expires_at``; then the credential detectors'
+  longest window (SP-03's 7 days, SP-07's day: read from the effective specs);
+* ``identity``, ``approver``, ``requester``: idle for their detectors' longest window.
+
+Never while a detector timer or a held event is pending (``engine.next_deadline``),
+and never sooner than the allowed lateness after the subject's newest event (a
+stage-1 replay's duplicates must still meet its ``_seen``). Metric window states
+(``metrics:``) are not subjects and are not expired here.
+
+The alert ids a subject still needs for dedup (a repeat inside the same dedup period
+is an Update, not a second Create) outlive it in the partition's *dedup record*
+(``DEDUP_KEY``): per expired subject its ``_alerts`` entries whose period may still
+be open, until the watermark passes the period's end. A subject that comes back
+takes its entries back. The record is bounded (``DEDUP_MAX_SUBJECTS``).
+
+Every function here is a pure function of the state and the watermark, so a replay
+expires the same subjects at the same records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.detectors.base import DetectorSpec
+from pipeline.detectors.policy import DEFAULT_DEDUP_S
+
+#: A partition's dedup record: ``{"next": earliest until, "s": {key: [until, alerts]}}``.
+DEDUP_KEY = "__dedup__:{}"
+#: Expired subjects kept in one partition's dedup record; past it, the entries whose
+#: period ends first are dropped (a returning subject then re-Creates: a bound).
+DEDUP_MAX_SUBJECTS = 10_000
+#: Subject meta in its state: ``[newest event time, revoked at, expires at, newest
+#: finding notice time]``.
+META = "_x"
+#: Thresholds (seconds) that say how far back a detector reads: windows and graces.
+_SPAN_SUFFIXES = ("window_s", "grace_s")
+IDLE_KINDS = frozenset({"identity", "approver", "requester"})
+
+
+def _span_ms(spec: DetectorSpec) -> int:
+    """How far back the detector reads: its window and grace thresholds as the policy
+    set them, else the spec's own ``window_ms``."""
+    spans = {
+        k: int(float(v) * 1000)
+        for k, v in spec.thresholds.items()
+        if k.endswith(_SPAN_SUFFIXES) and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    if not any(k.endswith("window_s") for k in spans):
+        spans["window"] = spec.window_ms or 0
+    return max(spans.values(), default=0)
+
+
+def _dedup_ms(spec: DetectorSpec) -> int:
+    return int(spec.thresholds.get("dedup_s", DEFAULT_DEDUP_S)) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Horizons:
+    """Per subject kind, from the policy-effective detector specs: how long a finished
+    subject is kept (``keep``) and how long its alert ids are (``dedup``)."""
+
+    keep: Mapping[str, int]
+    dedup: Mapping[str, int]
+    lateness: int
+
+    @classmethod
+    def of(cls, specs: Iterable[DetectorSpec], lateness_ms: int) -> Horizons:
+        """A kind is kept for the longest span of the detectors that read it, and of
+        those whose findings reach it as notices: any ``marks_task_unsafe`` detector
+        can name a task, the ``discredits_approvals`` ones name approvals."""
+        keep: dict[str, int] = {}
+        dedup: dict[str, int] = {}
+        for spec in specs:
+            span = _span_ms(spec)
+            reached = {spec.subject}
+            if "marks_task_unsafe" in spec.effects:
+                reached.add("task")
+            if "discredits_approvals" in spec.effects:
+                reached.add("approval")
+            for kind in reached:
+                keep[kind] = max(keep.get(kind, 0), span)
+            dedup[spec.subject] = max(dedup.get(spec.subject, 0), _dedup_ms(spec))
+        return cls(keep, dedup, lateness_ms)
+
+    def keep_ms(self, kind: str) -> int:
+        """The kind's span plus the allowed lateness: a finding raised when the
+        watermark closes a window travels to the subject it names as a notice, and
+        a stage-1 replay's duplicates must still meet the subject's ``_seen``."""
+        return self.keep.get(kind, 0) + self.lateness
+
+    def dedup_ms(self, kind: str) -> int:
+        return self.dedup.get(kind, DEFAULT_DEDUP_S * 1000)
+
+
+def touch(
+    state: dict[str, Any],
+    kind: str,
+    events: Iterable[Mapping[str, Any]],
+    notice_times: Iterable[int],
+) -> None:
+    """Note the newest event time and finding-notice time and, for a credential, when
+    it was revoked and when it expires."""
+    meta: list[Any] = state.get(META) or [None, None, None, None]
+    for t in notice_times:
+        meta[3] = t if meta[3] is None else max(int(meta[3]), t)
+    newest = meta[0]
+    for event in events:
+        t = int(event["event_time"])
+        newest = t if newest is None else max(newest, t)
+        if kind != "credential":
+            continue
+        etype = event.get("event_type")
+        if etype == "credential.revoked":
+            meta[1] = t if meta[1] is None else min(meta[1], t)
+        elif etype in ("credential.issued", "credential.rotated"):
+            expires = event.get("expires_at")
+            if isinstance(expires, int | float) and not isinstance(expires, bool):
+                meta[2] = int(expires)
+    meta[0] = newest
+    state[META] = meta
+
+
+def expires_at(
+    key: str,
+    state: Mapping[str, Any],
+    horizons: Horizons,
+    grace_ms: int,
+    dossier_open: bool,
+) -> int | None:
+    """When the watermark passing lets the subject go (None: not finished). The
+    caller checks first that no detector timer or held event is pending."""
+    kind, _, _ = key.partition(":")
+    meta = state.get(META)
+    if not meta:
+        return None
+    times = [int(t) for t in (meta[0], meta[3]) if t is not None]
+    newest = max(times) if times else None
+    m = state.get("_m") or {}
+    if meta[0] is None and newest is not None:
+        end = newest  # only notices reached it (its events expired before): idle
+    elif kind == "task":
+        done = m.get("done")
+        if not done or dossier_open or (m.get("creds") and not done.get("judged")):
+            return None
+        end = int(done["t"]) + grace_ms
+    elif kind == "approval":
+        dec = m.get("dec")
+        if not dec or not dec.get("judged"):
+            return None
+        end = int(dec["t"])
+    elif kind == "credential":
+        ends = [int(t) for t in meta[1:3] if t is not None]
+        if not ends:
+            return None  # never revoked, never expiring: a standing credential
+        end = min(ends)
+    elif kind in IDLE_KINDS:
+        if newest is None:
+            return None
+        end = newest
+    else:
+        return None
+    if newest is not None:
+        end = max(end, newest)
+    return end + horizons.keep_ms(kind)
+
+
+# ---- the dedup record -----------------------------------------------------------------
+
+
+def stash(
+    record: dict[str, Any], key: str, state: Mapping[str, Any], horizons: Horizons, watermark: int
+) -> bool:
+    """Keep the expiring subject's alert ids whose dedup period is still open at the
+    watermark (its end as recorded, ``alerts.period_end``; for an entry written before
+    it was, first seen + the kind's longest dedup period); True if any was kept."""
+    span = horizons.dedup_ms(key.partition(":")[0])
+
+    def end(entry: list[int]) -> int:
+        return int(entry[3]) if len(entry) > 3 else int(entry[1]) + span
+
+    alerts: dict[str, list[int]] = state.get("_alerts") or {}
+    live = {aid: entry for aid, entry in alerts.items() if end(entry) > watermark}
+    if not live:
+        return False
+    until = max(end(entry) for entry in live.values())
+    subjects: dict[str, list[Any]] = record.setdefault("s", {})
+    subjects[key] = [until, live]
+    record["next"] = min(until, int(record.get("next", until)))
+    if len(subjects) > DEDUP_MAX_SUBJECTS:
+        for gone in sorted(subjects, key=lambda k: (subjects[k][0], k))[
+            : len(subjects) - DEDUP_MAX_SUBJECTS
+        ]:
+            del subjects[gone]
+        record["next"] = min(v[0] for v in subjects.values())
+    return True
+
+
+def recall(record: dict[str, Any] | None, key: str) -> dict[str, list[int]] | None:
+    """A returning subject's alert ids, taken out of the record (None: none kept)."""
+    if not record:
+        return None
+    entry = (record.get("s") or {}).pop(key, None)
+    return None if entry is None else dict(entry[1])
+
+
+def purge(record: dict[str, Any], watermark: int) -> bool:
+    """Drop the subjects whose periods all ended; True if the record changed."""
+    nxt = record.get("next")
+    if nxt is None or int(nxt) > watermark:
+        return False
+    subjects: dict[str, list[Any]] = record.get("s") or {}
+    record["s"] = {k: v for k, v in subjects.items() if int(v[0]) > watermark}
+    if record["s"]:
+        record["next"] = min(int(v[0]) for v in record["s"].values())
+    else:
+        record.pop("next", None)
+    return True

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535)
     #: How other workers reach this one's web port (the URL the consumer group's
     #: assignment advertises for it; evidence queries are forwarded there). Default
-    #: ``http://WEB_HOST:WEB_PORT``; set it where WEB_HOST is 0.0.0.0 (a pod's IP).
+    #: ``http://WEB_HOST:WEB_PORT``, a wildcard WEB_HOST read as the host name's address.
     web_url: str | None = None
     #: A stage-2 worker (or a Service in front of them) that ``govpipe trace`` asks
     #: first (docs/contracts/evidence.md); default ``http://WEB_HOST:WEB_PORT``, and
@@ -151,10 +151,20 @@ class Settings(BaseSettings):
 
     @property
     def web_advertised_url(self) -> str:
-        """This worker's web URL as other workers reach it (``web_url``)."""
-        wildcard = self.web_host in ("0.0.0.0", "::", "")  # noqa: S104 (a test, not a bind)
-        host = "127.0.0.1" if wildcard else self.web_host
-        return self.web_url or f"http://{host}:{self.web_port}"
+        """This worker's web URL as other workers reach it: ``web_url``, else
+        ``WEB_HOST:WEB_PORT``, with a wildcard host replaced by the address the host
+        name resolves to (a pod's or container's IP)."""
+        if self.web_url:
+            return self.web_url
+        host = self.web_host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a comparison, not a bind)
+            import socket
+
+            try:
+                host = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                host = "127.0.0.1"
+        return f"http://{host}:{self.web_port}"
 
     @property
     def trace_worker_url(self) -> str | None:

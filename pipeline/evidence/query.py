@@ -19,7 +19,9 @@ worker that receives the request computes that partition and:
 
 The dossier is sent as the evidence topic's Avro would give it back (encoded and
 decoded with the topic's codec), so a reader prints the same whichever source answered.
-Answers are JSON objects with ``held``; ``pipeline.evidence.remote`` is the client.
+Answers are JSON objects with ``held`` and the evidence ``topic`` the worker publishes
+to (a client checks it: a worker of another pipeline on the same port is not asked);
+``pipeline.evidence.remote`` is the client.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class TaskQuery:
     def local(self, task_id: str) -> Answer | str:
         """This worker's answer, or the URL of the owner to ask instead."""
         partition = task_partition(task_id, self.partitions)
-        where = {"task_id": task_id, "partition": partition}
+        where = {"task_id": task_id, "partition": partition, "topic": self.codec.topic}
         if not self.ready():
             return Answer(503, {**where, "held": None, "reason": "rebalancing or recovering"})
         if partition not in self.owned():

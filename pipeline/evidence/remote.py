@@ -37,6 +37,8 @@ class Reply:
     worker: str | None = None
     partition: int | None = None
     reason: str | None = None
+    #: the evidence topic the worker publishes to
+    topic: str | None = None
 
 
 def ask_worker(base_url: str, task_id: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Reply:
@@ -66,6 +68,7 @@ def ask_worker(base_url: str, task_id: str, timeout_s: float = DEFAULT_TIMEOUT_S
         str(body["worker"]) if body.get("worker") else None,
         partition if isinstance(partition, int) else None,
         str(body.get("reason") or "") or None,
+        str(body["topic"]) if body.get("topic") else None,
     )
 
 
@@ -99,6 +102,9 @@ class WorkerFirst:
         # a worker that did not answer is not asked again by this command (a chain
         # would wait for it once per link)
         reply = self.unreachable or self.ask(self.url, task_id, self.timeout_s)
+        if reply.held is not None and reply.topic not in (None, self.topic_name):
+            reason = f"no worker answered at {self.url} for {self.topic_name} "
+            reply = Reply(None, reason=reason + f"(it publishes to {reply.topic})")
         if reply.held is None and (reply.reason or "").startswith("no worker answered"):
             self.unreachable = reply
         if reply.held is True:

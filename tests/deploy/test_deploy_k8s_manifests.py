@@ -253,13 +253,17 @@ def test_network_policy(deployment: Doc, worker: dict[str, Any], k8s_docs: list[
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
 
-    # Ingress: only the web/metrics port, only from the monitoring namespace.
-    (rule,) = policy["ingress"]
-    assert [p["port"] for p in rule["ports"]] == [web_port(worker)]
-    (peer,) = rule["from"]
+    # Ingress: only the web/metrics port, only from the monitoring namespace and from
+    # the other workers (evidence queries forwarded to the task's owner).
+    monitoring, workers = policy["ingress"]
+    for rule in (monitoring, workers):
+        assert [p["port"] for p in rule["ports"]] == [web_port(worker)]
+    (peer,) = monitoring["from"]
     assert peer == {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     }
+    (peer,) = workers["from"]
+    assert peer == {"podSelector": {"matchLabels": policy["podSelector"]["matchLabels"]}}
 
     # Egress: Kafka, Redis, Schema Registry, DNS; every rule names its peers and ports.
     env = plain_env(worker)
@@ -278,6 +282,13 @@ def test_network_policy(deployment: Doc, worker: dict[str, Any], k8s_docs: list[
         ("TCP", registry_port),
         ("UDP", 53),
         ("TCP", 53),
+        ("TCP", web_port(worker)),
+    }
+    (to_workers,) = [r for r in policy["egress"] if r["ports"][0]["port"] == web_port(worker)]
+    (peer,) = to_workers["to"]
+    assert peer["podSelector"]["matchLabels"] == policy["podSelector"]["matchLabels"]
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": deployment.body["metadata"]["namespace"]}
     }
 
 

@@ -75,6 +75,7 @@ def test_the_owner_answers_with_the_dossier_it_published() -> None:
     answer = query({f"task:{sc.TASK}": task_state()}, {p}).local(sc.TASK)
     assert isinstance(answer, Answer) and answer.status == 200
     assert answer.body["held"] is True and answer.body["partition"] == p
+    assert answer.body["topic"] == CODEC.topic
     assert answer.body["worker"] == SELF
     assert answer.body["dossier"] == published()
     assert orjson.loads(answer.to_bytes())["dossier"] == published()
@@ -251,3 +252,14 @@ def test_a_worker_that_does_not_answer_is_asked_once() -> None:
     assert source.get(sc.TASK) == published() and source.get("task-child") is None
     assert asked == [sc.TASK]
     assert source.describe()[1].endswith("(no worker answered at http://w: refused)")
+
+
+def test_a_worker_of_another_evidence_topic_is_not_believed() -> None:
+    dossier = published()
+
+    def ask(url: str, task: str, timeout: float) -> Reply:
+        return Reply(True, dossier, url, 1, topic="other.evidence")
+
+    source = WorkerFirst("http://w", lambda: MemorySource(), "ev", ask=ask)
+    assert source.get(sc.TASK) is None
+    assert "it publishes to other.evidence" in source.describe()[0]

@@ -1,0 +1,273 @@
+"""Soak: state over days of event time through one real worker (issue 15; prints figures).
+
+  python bench/soak.py [--events 1000000] [--days 28] [--every 100000]
+
+Simulated traffic (``pipeline/simulate``, with injected violations so alerts and their
+dedup bookkeeping exist) covering ``--days`` of event time goes to one ``govpipe
+worker`` (stage 1 + stage 2) on the embedded broker, ``--every`` events at a time.
+After each chunk the bench waits until the worker has handled it (stage 1 read every
+event, stage 2's counters still for 3 s) and prints:
+
+  entries    ``govpipe_state_entries``: the stage-2 Table's entries in the worker
+  rss        the worker's resident memory (``/proc/<pid>/status`` VmRSS)
+  changelog  records appended to the Table's changelog topic (end offsets; Tansu, the
+             embedded broker, does not compact) and what compaction would keep: the
+             live keys and their bytes, read by a tail of the changelog in this process
+             (the last value per key; a tombstone removes it)
+  expired    ``govpipe_state_expired_total``
+
+At the end it says whether, after the warm-up (the longest horizon a finished subject
+is kept: 7 days of SP-03 and of SP-02/the dossier, plus a day), entries, RSS and the
+compacted changelog stayed flat within 10% (max/min over the checkpoints after it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the bench's Redis keys get a prefix of their own; db 5 unless REDIS_URL says otherwise
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/5")
+
+import bench.throughput as tp
+from pipeline.admin import create_topics
+from pipeline.codec import AvroEncoder
+from pipeline.embedded import EmbeddedBroker
+from pipeline.simulate import Simulator, parse_violations
+from tests.support.kafka import produce
+
+DAY_MS = 24 * 3600 * 1000
+#: Event time after which finished subjects are deleted as fast as they are made.
+WARM_UP_DAYS = 8
+FLAT = 0.10
+
+
+class ChangelogTail(threading.Thread):
+    """Reads the changelog from the start and keeps the last value size per key:
+    what a compacted changelog (Apache Kafka's ``cleanup.policy=compact``) would hold."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.topic = topic
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"soak-tail-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        md = self.consumer.list_topics(topic, timeout=10)
+        self.partitions = sorted(md.topics[topic].partitions)
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in self.partitions])
+        self.live: dict[tuple[int, bytes], int] = {}
+        self.read = dict.fromkeys(self.partitions, 0)
+        self.records = 0
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.meta = Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-meta"})
+
+    def run(self) -> None:
+        while not self.stopped:
+            for m in self.consumer.consume(5000, timeout=0.5):
+                if m.error():
+                    continue
+                key = (m.partition(), m.key() or b"")
+                value = m.value()
+                with self.lock:
+                    if value is None:
+                        self.live.pop(key, None)
+                    else:
+                        self.live[key] = len(key[1]) + len(value)
+                    self.read[m.partition()] = m.offset() + 1
+                    self.records += 1
+
+    def ends(self) -> dict[int, int]:
+        return {
+            p: self.meta.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+            for p in self.partitions
+        }
+
+    def caught_up(self, max_s: float = 600) -> tuple[int, int, int]:
+        """(records on the topic, live keys, live bytes) once the tail read to the end
+        offsets as of now."""
+        ends = self.ends()
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(self.read[p] >= ends[p] for p in ends):
+                    return sum(ends.values()), len(self.live), sum(self.live.values())
+            time.sleep(0.2)
+        raise RuntimeError(f"the changelog tail did not reach {ends} (at {self.read})")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_handled(port: int, proc: Any, produced: int, log: Path, max_s: float = 1800) -> dict:
+    """Until stage 1 has read ``produced`` events and stage 2's item and record counters
+    did not move for 3 s (two answered scrapes that far apart agree)."""
+    deadline = time.monotonic() + max_s
+    history: list[tuple[float, float, float]] = []
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited; see {log}")
+        s = tp.scrape(port)
+        if not s:
+            continue  # busy with a large unit: no sample, not a stall
+        now = time.monotonic()
+        history.append(
+            (
+                now,
+                s.get('govpipe_events_in_total{stage="2"}', 0),
+                s.get('govpipe_records_in_total{stage="2"}', 0),
+            )
+        )
+        if s.get('govpipe_events_in_total{stage="1"}', 0) < produced:
+            continue
+        quiet = [h[1:] for h in history if h[0] >= now - 3.0]
+        if history[0][0] <= now - 3.0 and len(set(quiet)) == 1 and len(quiet) > 1:
+            return s
+    raise RuntimeError(f"the worker did not handle {produced} events within {max_s} s; see {log}")
+
+
+def flat(values: list[float]) -> tuple[bool, float]:
+    lo, hi = min(values), max(values)
+    spread = (hi - lo) / lo if lo else float("inf")
+    return spread <= FLAT, spread
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--days", type=float, default=28.0, help="event time the events cover")
+    parser.add_argument("--every", type=int, default=100_000, help="events per checkpoint")
+    parser.add_argument("--batch", type=int, default=300, help="events per input record")
+    parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--violations",
+        default="SP-01=0.01,SP-02=0.01,AZ-01=0.01,AT-01=0.005,RS-01=0.01,RS-02=0.005",
+        help="injected cases per simulated task",
+    )
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="govpipe-soak-"))
+    broker = EmbeddedBroker().start()
+    bootstrap = broker.bootstrap
+    proc = None
+    tail = None
+    try:
+        start_ms = int(time.time() * 1000) - int(args.days * DAY_MS)
+        per_sim_second = args.events / (args.days * 86400)
+        sim = Simulator(
+            seed=args.seed,
+            start_ms=start_ms,
+            rate=2000,
+            speed=2000 / per_sim_second,
+            violations=parse_violations(args.violations),
+        )
+        tp.load_registry(sim.registry())
+        settings = tp.settings_for(bootstrap, "soak", data, [1, 2])
+        create_topics(settings)
+        log = data / "worker.log"
+        enc = AvroEncoder()
+        print(
+            f"soak on {bootstrap} ({os.cpu_count()} cores): {args.events:,} events over "
+            f"{args.days:g} days of event time, one worker (stage 1 + 2), "
+            f"{settings.subjects_partitions} stage-2 partitions; worker log {log}",
+            flush=True,
+        )
+        proc = tp.start_worker(settings, log)
+        warm = sim.events(1)
+        produce(bootstrap, settings.topic_events, [enc.batch(warm)])
+        wait_handled(settings.web_port, proc, 1, log, max_s=300)
+        changelog = next(
+            t
+            for t in tp.bench_consumer(bootstrap, "md").list_topics(timeout=10).topics
+            if t.endswith("subject-state-changelog") and "soak" in t
+        )
+        tail = ChangelogTail(bootstrap, changelog)
+        tail.start()
+        print(
+            f"{'events':>10} {'day':>5} {'entries':>9} {'rss MB':>8} {'changelog':>11} "
+            f"{'live keys':>10} {'live MB':>8} {'expired':>9} {'alerts':>7} {'wall s':>7}",
+            flush=True,
+        )
+        produced = 1
+        rows: list[tuple[int, float, float, float, int, int, int]] = []
+        t0 = time.monotonic()
+        while produced < args.events:
+            n = min(args.every - (produced % args.every or 0), args.events - produced)
+            chunk = sim.events(n)
+            records = [
+                enc.batch(chunk[i : i + args.batch]) for i in range(0, len(chunk), args.batch)
+            ]
+            produce(bootstrap, settings.topic_events, records)
+            produced += n
+            s = wait_handled(settings.web_port, proc, produced, log)
+            records_on, live, live_bytes = tail.caught_up()
+            entries = s.get("govpipe_state_entries", float("nan"))
+            expired = s.get("govpipe_state_expired_total", 0)
+            alerts = sum(v for k, v in s.items() if k.startswith("govpipe_alerts_total"))
+            day = (sim.clock_ms - start_ms) / DAY_MS
+            rss = rss_mb(proc.pid)
+            rows.append((produced, day, entries, rss, records_on, live, live_bytes))
+            print(
+                f"{produced:>10,} {day:>5.1f} {entries:>9,.0f} {rss:>8,.0f} {records_on:>11,} "
+                f"{live:>10,} {live_bytes / 2**20:>8,.1f} {expired:>9,.0f} {alerts:>7,.0f} "
+                f"{time.monotonic() - t0:>7,.0f}",
+                flush=True,
+            )
+        after = [r for r in rows if r[1] >= WARM_UP_DAYS]
+        print(
+            f"\nafter the warm-up ({WARM_UP_DAYS} days of event time: finished subjects are "
+            f"kept up to 7 days after they finish), {len(after)} checkpoints:"
+        )
+        if len(after) < 2:
+            print("  too few checkpoints after the warm-up to judge (run more events or days)")
+            return 1
+        verdicts = []
+        for name, col in (
+            ("Table entries", 2),
+            ("worker RSS", 3),
+            ("compacted changelog keys", 5),
+            ("compacted changelog bytes", 6),
+        ):
+            ok, spread = flat([float(r[col]) for r in after])
+            verdicts.append(ok)
+            print(f"  {name:<26} {'flat' if ok else 'NOT flat'} (max/min - 1 = {spread:.1%})")
+        growth = [b[4] - a[4] for a, b in itertools.pairwise(after)]
+        print(
+            f"  changelog records appended per checkpoint: {min(growth):,}..{max(growth):,} "
+            "(uncompacted: Tansu keeps every record; Apache Kafka compacts the topic to the "
+            "live keys plus tombstones until delete.retention.ms)"
+        )
+        print(f"  => {'FLAT within 10%' if all(verdicts) else 'NOT flat within 10%'}")
+        return 0 if all(verdicts) else 1
+    finally:
+        if tail is not None:
+            tail.stopped = True
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        tp.clear_bench_keys()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

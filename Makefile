@@ -7,6 +7,12 @@ RUNTIME := $(VENV)/.installed-runtime
 #: plus the dev extra: pytest, ruff, mypy and the deployment checkers
 STAMP  := $(VENV)/.installed
 
+#: pytest-xdist: three test processes, each with its own broker and Redis database; most
+#: integration tests wait on a broker or a worker, so they overlap well on 2 cores.
+#: `make test TEST_JOBS=0` runs in one process.
+TEST_JOBS ?= 3
+XDIST  := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist worksteal)
+
 .PHONY: install install-runtime demo test test-all test-unit lint typecheck bench clean
 
 $(RUNTIME): pyproject.toml
@@ -31,11 +37,11 @@ demo: $(RUNTIME)
 test: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## Everything, including the tests that document known open gaps (xfail).
 test-all: $(STAMP)
-	$(BIN)/pytest -m '' $(PYTEST_ARGS)
+	$(BIN)/pytest -m '' $(XDIST) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

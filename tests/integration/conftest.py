@@ -18,8 +18,12 @@ from pipeline.embedded.ports import free_port
 from pipeline.settings import Settings, load_settings
 from tests.support.worker import WorkerProcess
 
-#: Parallel test sessions on one machine each take their own database.
-REDIS_TEST_DB = int(os.environ.get("GOVPIPE_TEST_REDIS_DB", "12"))
+#: Parallel test sessions on one machine each take their own database, and so does
+#: each pytest-xdist worker of one session (gw0 the base, gw1 the next, ...): a
+#: session empties its database of test keys when it starts.
+REDIS_TEST_DB = int(os.environ.get("GOVPIPE_TEST_REDIS_DB", "12")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0
+)
 
 
 @pytest.fixture(scope="session")

@@ -40,12 +40,14 @@ from pipeline.enrichment.keys import CREDENTIAL_FIELDS
 from pipeline.errors import ConfigError, InfraError
 from pipeline.settings import get_settings, redact_url
 from pipeline.tailview import clock
+from tests.integration.conftest import REDIS_TEST_DB
 from tests.support.reference_enricher import MemoryEnricher
 
 pytestmark = pytest.mark.integration
 
 T = 1_700_000_000_000
-TEST_DB = 14
+#: the session's test database (one per xdist worker: keys of parallel tests stay apart)
+TEST_DB = REDIS_TEST_DB
 R = TypeVar("R")
 
 

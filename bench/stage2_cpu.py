@@ -44,7 +44,7 @@ from pipeline.flow.route import (
     SubjectRecordEncoder,
     decode_subject_batch,
     encode_subject_batch,
-    with_task_copies,
+    stage1_subjects,
 )
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
@@ -144,7 +144,7 @@ async def stage1_records(args: Any) -> tuple[int, list[tuple[int, bytes]]]:
         Validator(SchemaResolver(), 2 * 1024 * 1024, 10_000),
         args.partitions,
         MemoryEnricher(identities=identities),
-        with_task_copies(engine.subject_kinds_for) if args.evidence else engine.subject_kinds_for,
+        stage1_subjects(engine.subject_kinds_for, args.evidence),
         input_partitions=1,
     )
     stage1.inputs.assign({0}, 0.0)

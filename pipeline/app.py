@@ -23,7 +23,7 @@ from pipeline.enrichment.readiness import RegistryWatch
 from pipeline.evidence import EvidenceThresholds
 from pipeline.evidence.codec import EvidenceCodec
 from pipeline.evidence.codec import record_key as evidence_key
-from pipeline.flow.route import with_task_copies
+from pipeline.flow.route import stage1_subjects
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1
 from pipeline.flow.stage2 import Stage2
@@ -214,9 +214,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         validator,
         settings.subjects_partitions,
         enricher,
-        with_task_copies(engine.subject_kinds_for)
-        if settings.evidence
-        else engine.subject_kinds_for,
+        stage1_subjects(engine.subject_kinds_for, settings.evidence),
         input_partitions=settings.events_partitions,
         idle_s=settings.idle_partition_s,
     )

@@ -37,6 +37,16 @@ from pipeline.metrics import (
 from pipeline.metrics.deltas import DEFAULT_MODE, Outcome
 
 Event = dict[str, Any]
+#: The events the outcomes read, by the subject kind they are read on (``_task``,
+#: ``_approval``): stage 1 routes them there whatever the enabled detectors need
+#: (``route.with_outcome_copies``), so switching detectors off never changes a metric.
+OUTCOME_EVENTS: dict[str, str] = {
+    "credential.issued": "task",
+    "credential.revoked": "task",
+    "task.completed": "task",
+    "approval.requested": "approval",
+    "approval.decided": "approval",
+}
 
 
 def _dims(event: Event) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pipeline.flow.messages import (
 )
 from pipeline.flow.messages import partition_for as partition_for
 from pipeline.flow.messages import subject_key as subject_key
+from pipeline.flow.outcomes import OUTCOME_EVENTS
 
 Event = dict[str, Any]
 SubjectsOf = Callable[[Event], list[tuple[str, str]]]
@@ -55,25 +56,62 @@ def route(
     return out
 
 
+def _task_of(event: Event) -> str | None:
+    """The task an event belongs to: its ``task_id``, or for a ``credential.revoked``
+    without one, the task its credential was issued for (``credential.task_id``)."""
+    task = event.get("task_id")
+    if not task and event.get("event_type") == "credential.revoked":
+        credential = event.get("credential")
+        task = credential.get("task_id") if isinstance(credential, dict) else None
+    return str(task) if task else None
+
+
+def _adding(out: list[tuple[str, str]], kind: str, value: str | None) -> list[tuple[str, str]]:
+    if value and (kind, value) not in out:
+        return [*out, (kind, value)]
+    return out
+
+
 def with_task_copies(subjects_of: SubjectsOf) -> SubjectsOf:
     """``subjects_of`` plus the task subject of every event of a task, whatever the
     enabled detectors need: the task's evidence dossier (docs/contracts/evidence.md)
-    is kept there. A ``credential.revoked`` without ``task_id`` goes to the task its
-    credential was issued for (the registry's ``credential.task_id``)."""
+    is kept there."""
+
+    def subjects(event: Event) -> list[tuple[str, str]]:
+        return _adding(subjects_of(event), "task", _task_of(event))
+
+    return subjects
+
+
+def with_outcome_copies(subjects_of: SubjectsOf) -> SubjectsOf:
+    """``subjects_of`` plus what the metrics read whatever the enabled detectors need:
+    the task and approval events of ``outcomes.OUTCOME_EVENTS`` on their subject, and
+    every action at least once (its first copy carries its action metrics). Without
+    it a policy that switched detectors off also changed the metrics."""
 
     def subjects(event: Event) -> list[tuple[str, str]]:
         out = subjects_of(event)
-        task = event.get("task_id")
-        if not task and event.get("event_type") == "credential.revoked":
-            credential = event.get("credential")
-            task = credential.get("task_id") if isinstance(credential, dict) else None
-        if task:
-            pair = ("task", str(task))
-            if pair not in out:
-                out = [*out, pair]
+        etype = event.get("event_type")
+        kind = OUTCOME_EVENTS.get(str(etype))
+        if kind == "task":
+            out = _adding(out, "task", _task_of(event))
+        elif kind == "approval":
+            approval = event.get("approval_id")
+            out = _adding(out, "approval", str(approval) if approval else None)
+        elif etype == "action" and not out:
+            identity = event.get("identity_id")
+            out = _adding(out, "identity", str(identity) if identity else None)
         return out
 
     return subjects
+
+
+def stage1_subjects(subject_kinds_for: SubjectsOf, evidence: bool) -> SubjectsOf:
+    """Where stage 1 routes each event: the subjects the enabled detectors read
+    (``DetectionEngine.subject_kinds_for``), the metrics' outcomes, and with
+    ``evidence`` every event of a task to its dossier."""
+    detectors = with_task_copies(subject_kinds_for) if evidence else subject_kinds_for
+    return with_outcome_copies(detectors)
 
 
 def copies(messages: list[Message]) -> list[SubjectCopy]:

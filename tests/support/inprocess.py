@@ -22,7 +22,7 @@ from pipeline.codec import encode_json_batch
 from pipeline.detectors.engine import DetectionEngine
 from pipeline.detectors.policy import DEFAULT_POLICY, Policy
 from pipeline.evidence import EvidenceThresholds
-from pipeline.flow.route import with_task_copies
+from pipeline.flow.route import stage1_subjects
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import SourceRecord, Stage1
 from pipeline.flow.stage2 import Stage2, Write, apply_writes
@@ -106,9 +106,7 @@ class InProcess:
             Validator(SchemaResolver(), 2_000_000, 10_000),
             subject_partitions,
             self.enricher,
-            with_task_copies(self.engine.subject_kinds_for)
-            if evidence
-            else self.engine.subject_kinds_for,
+            stage1_subjects(self.engine.subject_kinds_for, evidence),
             input_partitions=input_partitions,
             idle_s=idle_s,
             clock=lambda: self.clock,

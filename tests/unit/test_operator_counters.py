@@ -113,3 +113,44 @@ def test_redis_and_broker_error_counters() -> None:
     assert +grown == Counter(connect=1, metadata=1, fetch=1, group=1, produce=1)
     page = render(Stage1Stats(), Stage2Stats(), None, broker_errors=counted.errors)
     assert 'govpipe_broker_errors_total{op="produce"} 1' in page.splitlines()
+
+
+def test_switching_every_detector_off_changes_no_count_that_needs_no_finding() -> None:
+    """Stage 1 routed an event only where an enabled detector read it, so a policy that
+    switched detectors off (evidence off too) lost actions and task and approval
+    outcomes from the metrics. The counts that no finding moves must not depend on the
+    detector switches; they are checked against the input itself."""
+    from pipeline.detectors.policy import parse_policy
+    from pipeline.detectors.registry import all_detectors
+
+    off = parse_policy(
+        "version: 1\ndetectors:\n"
+        + "".join(f"  {d.spec.id}:\n    enabled: false\n" for d in all_detectors())
+    )
+    sim = Simulator(5, start_ms=START, rate=50.0, violations={"RS-01": 0.1, "SP-02": 0.05})
+    events = sim.events(3000) + list(sim.finish())
+    counts = []
+    for policy, evidence in ((None, True), (off, False)):
+        pipe = InProcess(
+            2,
+            policy=policy,
+            evidence=evidence,
+            identities={r["identity_id"]: r for r in sim.registry()},
+        )
+        for i in range(0, len(events), 200):
+            pipe.read(i // 200 % 2, events[i : i + 200])
+        pipe.idle({0, 1}, seconds=3600)
+        counts.append(pipe.stage2.stats.governance)
+    actions = [e for e in events if e["event_type"] == "action"]
+    completed = {e["task_id"] for e in events if e["event_type"] == "task.completed"}
+    decided = {e["approval_id"] for e in events if e["event_type"] == "approval.decided"}
+    for name, expected in (
+        ("actions_total", len(actions)),
+        ("actions_authorized", sum(e.get("policy_decision") == "allow" for e in actions)),
+        ("actions_with_credential", sum(bool(e.get("credential_id")) for e in actions)),
+        ("tasks_completed", len(completed)),
+        ("approvals_decided", len(decided)),
+    ):
+        assert [c[name] for c in counts] == [expected, expected], name
+    for name in ("tasks_succeeded", "task_credentials_completed", "task_credentials_revoked"):
+        assert counts[1][name] == counts[0][name] > 0, name

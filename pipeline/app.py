@@ -414,6 +414,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             # faust suspends the flow when the worker stops and when a rebalance
             # starts: the rest of the batch is read again (stage2_runner.py, step 6)
             stopping=lambda: not app.flow_control.is_active(),
+            budget_s=settings.stage2_unit_budget_s,
         )
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
         if stage2.evidence is not None:  # GET /evidence/task?id=: evidence/query.py

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     worker_stages: list[Literal[1, 2]] = Field(default=[1, 2], min_length=1)
     batch_max_records: int = Field(500, ge=1, le=100_000)
     batch_max_wait_s: float = Field(0.05, gt=0, le=10)
+    #: How long one stage-2 unit may keep the event loop (stage2_runner.UnitSizer): the
+    #: longest /metrics, heartbeats and SIGTERM wait behind stage 2; larger units
+    #: cost fewer changelog and output round trips (docs/internals.md).
+    stage2_unit_budget_s: float = Field(0.1, gt=0, le=10)
     max_record_bytes: int = Field(2 * 1024 * 1024 - 4096, ge=1024)
     max_events_per_record: int = Field(10_000, ge=1)
     metric_windows_s: list[int] = Field(default_factory=lambda: [60], min_length=1)

@@ -225,64 +225,110 @@ def count_internal_items(bootstrap: str, topic: str) -> int:
     return sum(len(decode_subject_batch(v)[1]) for v in read_to_end(bootstrap, topic, 300))
 
 
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine so far (/proc/stat)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def stage2_items(sample: dict[str, float]) -> float:
+    return sample.get('govpipe_events_in_total{stage="2"}', 0)
+
+
 def pipeline_rate(
-    settings: Settings, bootstrap: str, records: list[bytes], counts: list[int], log: Path
-) -> tuple[float, int, int]:
-    """Whole worker (stage 1 + stage 2) on a warm worker, as ``worker_rate``: from
+    settings: Settings,
+    bootstrap: str,
+    records: list[bytes],
+    counts: list[int],
+    log: Path,
+    workers: int = 1,
+) -> tuple[float, int, int, float]:
+    """Whole worker (stage 1 + stage 2) on warm workers, as ``worker_rate``: from
     the start of producing the input until stage 2 has handled every item on the
     internal topic.
 
     The end is not "stage 2's counter stopped moving": a worker busy with one large
     unit cannot answer the scrape, and a stalled counter then looks like the end.
-    The run goes on until the worker is quiet (stage 1 has read every event and two
+    The run goes on until the workers are quiet (stage 1 has read every event and two
     scrapes 5 s apart agree), then the internal topic is counted to its end, and the
     clock stops at the first scrape at which stage 2 had handled that many items. If
     stage 2 never handled them all, the bench fails instead of printing a figure.
 
-    Returns (events/s, stage-2 items processed, alerts)."""
-    proc = start_worker(settings, log)
-    produce(bootstrap, settings.topic_events, records[:1])
+    ``workers`` processes run in one group (scale-out), each with its own web port
+    and data directory; warm means every one has forwarded a record and handled an
+    internal item, so the group is settled before the clock starts (a warm-up record
+    goes to every input partition until then).
+
+    Returns (events/s, stage-2 items processed, alerts, machine CPU busy fraction
+    while measured)."""
+    group = [settings] + [
+        settings.model_copy(
+            update={"web_port": free_port(), "data_dir": Path(f"{settings.data_dir}-{i}")}
+        )
+        for i in range(1, workers)
+    ]
+    procs = [
+        start_worker(s, log if i == 0 else log.with_suffix(f".{i}.log"))
+        for i, s in enumerate(group)
+    ]
+    partitions = settings.events_partitions
     clock: float | None = None
+    cpu_at_clock = (0.0, 0.0)
+    used = 0  # warm-up records
     deadline = time.monotonic() + 900
-    samples: dict[str, float] = {}
-    history: list[tuple[float, float]] = []  # (time of an answered scrape, stage-2 items)
-    events = sum(counts)
+    samples: list[dict[str, float]] = [{} for _ in group]
+    history: list[tuple[float, float, tuple[float, float]]] = []  # (time, items, cpu)
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.2)
-            fresh = scrape(settings.web_port)
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited; see {log}")
-            if not fresh:
-                continue  # the event loop is busy: no sample, not a stall
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a worker exited; see {log}")
+            fresh = [scrape(s.web_port) for s in group]
+            if not all(fresh):
+                time.sleep(0.2)
+                continue  # an event loop is busy: no sample, not a stall
             samples = fresh
-            out1 = samples.get('govpipe_events_out_total{stage="1"}', 0)
-            in1 = samples.get('govpipe_events_in_total{stage="1"}', 0)
-            items = samples.get('govpipe_events_in_total{stage="2"}', 0)
             now = time.monotonic()
+            items = sum(stage2_items(x) for x in samples)
             if clock is None:
-                if out1 >= counts[0] and items > 0:
-                    clock = now
-                    produce(bootstrap, settings.topic_events, records[1:])
+                warm = all(
+                    x.get('govpipe_events_out_total{stage="1"}', 0) > 0 and stage2_items(x) > 0
+                    for x in samples
+                )
+                if warm:
+                    clock, cpu_at_clock = now, cpu_busy()
+                    produce(bootstrap, settings.topic_events, records[used:])
+                    continue
+                for p in range(partitions):
+                    produce(bootstrap, settings.topic_events, records[used : used + 1], p)
+                    used += 1
+                time.sleep(2.0)
                 continue
-            history.append((now, items))
-            quiet = [v for t, v in history if t >= now - 5.0]
-            if in1 >= events and history[0][0] <= now - 5.0 and min(quiet) == max(quiet):
+            time.sleep(0.2)
+            in1 = sum(x.get('govpipe_events_in_total{stage="1"}', 0) for x in samples)
+            history.append((now, items, cpu_busy()))
+            quiet = [v for t, v, _ in history if t >= now - 5.0]
+            if in1 >= sum(counts) and history[0][0] <= now - 5.0 and min(quiet) == max(quiet):
                 break
         else:
-            raise RuntimeError(f"the worker did not go quiet within 900 s; see {log}")
+            raise RuntimeError(f"the workers did not go quiet within 900 s; see {log}")
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
     if clock is None:
         raise RuntimeError(f"no progress; see {log}")
     total = count_internal_items(bootstrap, settings.topic_subjects)
     handled = history[-1][1]
     if handled < total:
         raise RuntimeError(f"stage 2 handled {handled:,.0f} of {total:,} internal items; see {log}")
-    end = next(t for t, v in history if v >= total)
-    alerts = int(sum(v for k, v in samples.items() if k.startswith("govpipe_alerts_total")))
-    return (events - counts[0]) / max(end - clock, 1e-6), int(handled), alerts
+    end, _, cpu_at_end = next(h for h in history if h[1] >= total)
+    busy = (cpu_at_end[0] - cpu_at_clock[0]) / max(cpu_at_end[1] - cpu_at_clock[1], 1e-6)
+    alerts = int(
+        sum(v for x in samples for k, v in x.items() if k.startswith("govpipe_alerts_total"))
+    )
+    return sum(counts[used:]) / max(end - clock, 1e-6), int(handled), alerts, busy
 
 
 NAIVE = Path(__file__).resolve().parent / "naive_faust.py"
@@ -501,6 +547,7 @@ def run_case(
     counts: list[int],
     data: Path,
     naive: bool = True,
+    scale_out: bool = False,
 ) -> None:
     events = sum(counts)
     settings = settings_for(bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", data, [1])
@@ -514,7 +561,7 @@ def run_case(
     rate, warm = worker_rate(s1, bootstrap, records, counts, data / f"{name}-worker.log")
     full = settings_for(bootstrap, f"{name}-full-{uuid.uuid4().hex[:6]}", data, [1, 2])
     create_topics(full)
-    whole, items, alerts = pipeline_rate(
+    whole, items, alerts, busy = pipeline_rate(
         full, bootstrap, records, counts, data / f"{name}-full-worker.log"
     )
     print(f"\n== {name}: {len(records):,} records, {events:,} events ==")
@@ -530,9 +577,20 @@ def run_case(
     print(f"ratios: worker/raw {rate / raw_rate:.3f}, worker/codec {rate / codec:.3f}")
     print(
         f"whole worker, stage 1 + 2  : {whole:>12,.0f} events/s "
-        f"({items:,} internal items handled, {alerts:,} alerts; one process, all detectors)"
+        f"({items:,} internal items handled, {alerts:,} alerts; one process, all detectors; "
+        f"machine CPU {busy:.0%} busy)"
     )
     print(f"ratio whole/stage 1 alone   : {whole / rate:.3f} (target >= 0.5)")
+    if scale_out:
+        two = settings_for(bootstrap, f"{name}-two-{uuid.uuid4().hex[:6]}", data, [1, 2])
+        create_topics(two)
+        both, _, _, busy2 = pipeline_rate(
+            two, bootstrap, records, counts, data / f"{name}-two-workers.log", workers=2
+        )
+        print(
+            f"two whole workers, one group: {both:>11,.0f} events/s "
+            f"(machine CPU {busy2:.0%} busy; ratio to one {both / whole:.2f}, target >= 1.5)"
+        )
     if not naive:
         return
     ours = alerts_by_rule(read_topic(bootstrap, full.topic_alerts))
@@ -574,6 +632,11 @@ def main() -> int:
     )
     parser.add_argument("--no-latency", dest="latency", action="store_false")
     parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="also two whole workers in one group on the batched input (and the CPU use)",
+    )
+    parser.add_argument(
         "--latency-rates", default="1000,2000", help="steady input rates (ev/s), comma-separated"
     )
     parser.add_argument("--latency-seconds", type=float, default=60.0, help="per rate")
@@ -597,7 +660,7 @@ def main() -> int:
         batched_counts = [len(events[i : i + args.batch]) for i in starts]
         single = [enc.event(e) for e in events[: args.single]]
         print(f"govpipe stage-1 bench on {bootstrap} ({os.cpu_count()} cores); Avro records")
-        run_case("batched", bootstrap, batched, batched_counts, data, args.naive)
+        run_case("batched", bootstrap, batched, batched_counts, data, args.naive, args.scale_out)
         if not args.skip_single:
             run_case("single", bootstrap, single, [1] * len(single), data, args.naive)
         if args.latency:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.detectors.base import Context, Event, Finding, OnEvents, OnWatermark, State
 from pipeline.detectors.common import event_context, identity_of
+from pipeline.detectors.windows import DEADLINE
 
 #: Distinct viewers remembered per approval (a real review has one or two).
 MAX_VIEWERS = 16
@@ -71,7 +72,7 @@ def decided_and_complete(ctx: Context, state: State) -> Brief | None:
     if state.get("done") or decided is None:
         return None
     if decided["t"] > ctx.watermark:
-        state["_deadline"] = decided["t"]
+        state[DEADLINE] = decided["t"]
         return None
     return decided
 

@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 
 from pipeline.detectors.base import DetectorSpec, Finding, State
 from pipeline.detectors.common import CONTEXT_FIELDS
+from pipeline.detectors.state import ALERTS, AlertEntry, AlertJson, parts
 
 #: Fixed namespace for alert ids (never change it: ids would change with it).
 ALERT_NAMESPACE: Final = uuid.UUID("6f1d3a52-6c55-5b0e-9a57-3c8f1c2b7a10")
@@ -68,32 +69,42 @@ def record_alert(
     """Remember ``n`` occurrences of an alert id for this subject: ("create", n) the
     first time, then ("update", total so far).
 
-    ``state["_alerts"]`` maps id -> [count, first_time, last_time(, until)], bounded to
+    ``state[ALERTS]`` maps id -> ``AlertEntry`` (``detectors/state.py``), bounded to
     ``MAX_ALERTS_PER_SUBJECT`` (an id forgotten that long ago is created afresh);
     ``until`` is the id's ``period_end``, which keeps it in the dedup record after the
     subject expired (``flow/expiry.py``).
     """
-    seen: dict[str, list[int]] = state.setdefault("_alerts", {})
-    entry = seen.pop(alert_id, None)
-    if entry is None:
-        entry = [0, time, time]
-    first = entry[0] == 0
-    ends = [int(x) for x in (*entry[3:4], until) if x is not None]
-    entry = [entry[0] + n, min(entry[1], time), max(entry[2], time), *ends[-1:]]
-    seen[alert_id] = entry  # re-inserted: dict order is least- to most-recently seen
+    seen = parts(state).setdefault(ALERTS, {})
+    raw = seen.pop(alert_id, None)
+    if raw is None:
+        entry = AlertEntry(n, time, time, until)
+        first = True
+    else:
+        entry = AlertEntry.from_json(raw)
+        first = entry.count == 0
+        entry.count += n
+        entry.first, entry.last = min(entry.first, time), max(entry.last, time)
+        if until is not None:
+            entry.until = until
+    seen[alert_id] = entry.to_json()  # re-inserted: dict order is least- to most-recently seen
     while len(seen) > MAX_ALERTS_PER_SUBJECT:
         del seen[next(iter(seen))]
-    return ("create" if first else "update"), entry[0]
+    return ("create" if first else "update"), entry.count
+
+
+def _entry(state: State, alert_id: str) -> AlertEntry | None:
+    raw: AlertJson | None = parts(state).get(ALERTS, {}).get(alert_id)
+    return AlertEntry.from_json(raw) if raw else None
 
 
 def first_seen(state: State, alert_id: str) -> int | None:
-    entry = state.get("_alerts", {}).get(alert_id)
-    return int(entry[1]) if entry else None
+    entry = _entry(state, alert_id)
+    return entry.first if entry else None
 
 
 def last_seen(state: State, alert_id: str) -> int | None:
-    entry = state.get("_alerts", {}).get(alert_id)
-    return int(entry[2]) if entry else None
+    entry = _entry(state, alert_id)
+    return entry.last if entry else None
 
 
 def _fact(value: Any) -> Any:

@@ -30,6 +30,7 @@ from pipeline.detectors.base import (
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
 from pipeline.detectors.kinds import finding, threshold_ms
+from pipeline.detectors.windows import DEADLINE
 from pipeline.records import EVENT_TYPES
 
 #: Event ids remembered per task for parent links; past this, unknown parents are not
@@ -127,7 +128,7 @@ def _reasons(ctx: Context, state: State, item: dict[str, Any]) -> list[str]:
 
 
 def _judge(ctx: Context, state: State) -> list[Finding]:
-    state.pop("_deadline", None)
+    state.pop(DEADLINE, None)
     grace = threshold_ms(ctx, "grace_s")
     findings: list[Finding] = []
     waiting = []
@@ -146,7 +147,7 @@ def _judge(ctx: Context, state: State) -> list[Finding]:
             findings.append(_finding(ctx, state, item, reasons))
     state["pending"] = waiting
     if waiting:
-        state["_deadline"] = min(i["t"] for i in waiting) + grace
+        state[DEADLINE] = min(i["t"] for i in waiting) + grace
     return findings
 
 

@@ -6,9 +6,10 @@ timer (``next_deadline``) is passed by the watermark. Pure and deterministic: th
 same events in the same order from the same state give the same findings, so a
 replay or a crash-restart reproduces alerts (and their ids) exactly.
 
-State layout for one subject: ``state[detector_id]`` is that detector's own state
-(``_deadline`` inside asks for a timer); ``state["_alerts"]`` is the alert dedup
-bookkeeping of ``alerts.record_alert``.
+State layout for one subject (``detectors/state.py``): ``state[detector_id]`` is that
+detector's own state (``DEADLINE`` inside asks for a timer), ``HELD`` the events held
+for the windowed detectors, ``ALERTS`` the alert dedup bookkeeping of
+``alerts.record_alert``; the other reserved parts belong to stage 2.
 
 Quarantine: with an ``errors`` list, a detector that raises does not stop the
 others. Its own state for that subject is never left half-updated: a detector that
@@ -72,6 +73,7 @@ from pipeline.detectors.policy import (
     mode_of_event,
 )
 from pipeline.detectors.registry import all_detectors, subject_kinds_for
+from pipeline.detectors.state import DEADLINE, HELD, is_detector_part, parts
 
 
 def _event_time(event: Event) -> int:
@@ -190,7 +192,7 @@ class DetectionEngine:
 
         Single-event detectors see ``events`` at once, sorted by event time.
         Windowed detectors see them only once the watermark has passed them, in
-        event-time order (ties by event id), held in ``state["_held"]`` until then:
+        event-time order (ties by event id), held in ``state[HELD]`` until then:
         what they find then depends on the events, not on the order Kafka delivered
         them in (docs/event-time.md). ``late`` events arrived after the watermark
         had passed them: they feed only single-event detectors. With ``errors``, a
@@ -198,24 +200,25 @@ class DetectionEngine:
         """
         detectors = self._by_kind.get(kind, [])
         live = self._live.get(kind, frozenset())
-        for stale in [k for k in state if k not in live and not k.startswith("_")]:
+        for stale in [k for k in state if k not in live and is_detector_part(k)]:
             del state[stale]  # a detector disabled or removed since: its state is moot
         windowed_types = self._windowed_types.get(kind)
         ready: list[Event] = []
+        reserved = parts(state)
         if windowed_types:
-            held = state.get("_held")
+            held = reserved.get(HELD)
             wanted = [e for e in events if e["event_type"] in windowed_types]
             if wanted or held:
                 pool = (held or []) + wanted
                 ready = [e for e in pool if e["event_time"] <= watermark]
                 rest = [e for e in pool if e["event_time"] > watermark] if ready else pool
                 if rest:
-                    state["_held"] = rest
+                    reserved[HELD] = rest
                 else:
-                    state.pop("_held", None)
+                    reserved.pop(HELD, None)
                 ready.sort(key=_in_order)
-        elif "_held" in state:
-            del state["_held"]  # windowed detectors disabled since
+        elif HELD in reserved:
+            del reserved[HELD]  # windowed detectors disabled since
         if len(events) > 1:
             events = sorted(events, key=_event_time)  # stable: ties keep their order
         if late and len(late) > 1:
@@ -250,10 +253,10 @@ class DetectionEngine:
                 del state[det.spec.id]
         for det in detectors:
             own = state.get(det.spec.id)
-            deadline = own.get("_deadline") if own else None
+            deadline = own.get(DEADLINE) if own else None
             if own is None or deadline is None or deadline > watermark:
                 continue
-            del own["_deadline"]
+            del own[DEADLINE]
             ctx = self._context(det, subject, watermark)
             if errors is None:
                 found = det.on_watermark(ctx, own)
@@ -316,11 +319,11 @@ class DetectionEngine:
         """The earliest timer any detector of this subject asked for, or the
         earliest held event (None = none)."""
         deadlines = [
-            int(v["_deadline"])
+            int(v[DEADLINE])
             for k, v in state.items()
-            if not k.startswith("_") and isinstance(v, dict) and v.get("_deadline") is not None
+            if is_detector_part(k) and isinstance(v, dict) and v.get(DEADLINE) is not None
         ]
-        held = state.get("_held")
+        held = parts(state).get(HELD)
         if held:
             deadlines.append(min(int(e["event_time"]) for e in held))
         return min(deadlines) if deadlines else None

@@ -72,7 +72,14 @@ from pipeline.detectors.base import (
 from pipeline.detectors.common import event_context
 from pipeline.detectors.registry import UNATTRIBUTED as UNATTRIBUTED  # re-exported for rules
 from pipeline.detectors.registry import all_detectors
-from pipeline.detectors.windows import distinct_in_window, expect, expired, satisfy, set_deadline
+from pipeline.detectors.windows import (
+    DEADLINE,
+    distinct_in_window,
+    expect,
+    expired,
+    satisfy,
+    set_deadline,
+)
 
 Facts = dict[str, Any]
 #: A held event as the windowed hooks see it: ``event_time``, ``event_id`` and the
@@ -255,10 +262,10 @@ def _in_order(
             findings += consume(ctx, state, _record(fields, held))
         settled, deadline = settle(ctx, state)
         findings += settled
-        state.pop("_deadline", None)
+        state.pop(DEADLINE, None)
         due = [d for d in (ordered.next_held(state), deadline) if d is not None]
         if due:
-            state["_deadline"] = min(due)
+            state[DEADLINE] = min(due)
         return findings
 
     def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:

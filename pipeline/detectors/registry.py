@@ -39,7 +39,18 @@ from pipeline.errors import ConfigError
 
 #: Machinery modules in this package: never detectors, not imported by discovery.
 MACHINERY = frozenset(
-    {"alerts", "base", "common", "engine", "frameworks", "kinds", "policy", "registry", "windows"}
+    {
+        "alerts",
+        "base",
+        "common",
+        "engine",
+        "frameworks",
+        "kinds",
+        "policy",
+        "registry",
+        "state",
+        "windows",
+    }
 )
 #: The entry-point group installed packages register their detectors under.
 ENTRY_POINT_GROUP = "govpipe.detectors"

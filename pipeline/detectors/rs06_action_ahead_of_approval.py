@@ -33,7 +33,7 @@ from pipeline.detectors.base import (
 from pipeline.detectors.common import event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf
 from pipeline.detectors.kinds import finding, threshold_ms
-from pipeline.detectors.windows import set_deadline
+from pipeline.detectors.windows import DEADLINE, set_deadline
 
 #: Actions awaiting judgement per approval (an approval covers a handful of actions).
 MAX_PENDING = 64
@@ -100,7 +100,7 @@ def _reason(ctx: Context, state: State, t: int) -> tuple[bool, str | None]:
 
 
 def _judge(ctx: Context, state: State) -> list[Finding]:
-    state.pop("_deadline", None)  # re-armed below from what is still waiting
+    state.pop(DEADLINE, None)  # re-armed below from what is still waiting
     findings: list[Finding] = []
     waiting: list[dict[str, Any]] = []
     grace = threshold_ms(ctx, "unknown_grace_s")

@@ -24,7 +24,7 @@ from pipeline.detectors.base import (
 from pipeline.detectors.common import capped, event_context
 from pipeline.detectors.frameworks import ai_rmf, maestro, nist_csf, owasp_nhi
 from pipeline.detectors.kinds import finding, threshold_ms
-from pipeline.detectors.windows import set_deadline
+from pipeline.detectors.windows import DEADLINE, set_deadline
 
 ID = "SP-02"
 #: A task never seen completing is forgotten this long after its last event.
@@ -85,7 +85,7 @@ def on_events(ctx: Context, state: State, events: list[Event]) -> list[Finding]:
 
 
 def _arm(ctx: Context, state: State) -> None:
-    state.pop("_deadline", None)
+    state.pop(DEADLINE, None)
     if state.get("done") is not None:
         set_deadline(state, int(state["done"]) + STATE_TTL_MS)
     elif "completed" in state:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.detectors.state import DEADLINE as DEADLINE  # re-exported for rules
+
 State = dict[str, Any]
 
 DEFAULT_CAP = 1000
@@ -94,11 +96,11 @@ def distinct_in_window(
 
 
 def set_deadline(state: State, deadline: int | None) -> None:
-    """Ask the engine for a timer: ``state['_deadline']`` becomes the earliest one wanted."""
+    """Ask the engine for a timer: ``state[DEADLINE]`` becomes the earliest one wanted."""
     if deadline is None:
         return
-    current = state.get("_deadline")
-    state["_deadline"] = deadline if current is None else min(int(current), deadline)
+    current = state.get(DEADLINE)
+    state[DEADLINE] = deadline if current is None else min(int(current), deadline)
 
 
 def expect(

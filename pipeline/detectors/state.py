@@ -37,6 +37,7 @@ dicts are touched for every event copy, and converting them would cost stage 2 w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict, cast
 
@@ -216,12 +217,12 @@ def approval_outcomes(state: dict[str, Any]) -> ApprovalOutcomes:
     return cast(ApprovalOutcomes, state.setdefault(OUTCOMES, {}))
 
 
-def read_task_outcomes(state: dict[str, Any]) -> TaskOutcomes:
+def read_task_outcomes(state: Mapping[str, Any]) -> TaskOutcomes:
     """A task's ``OUTCOMES`` for reading (an empty one, not stored, if absent)."""
     return cast(TaskOutcomes, state.get(OUTCOMES) or {})
 
 
-def read_approval_outcomes(state: dict[str, Any]) -> ApprovalOutcomes:
+def read_approval_outcomes(state: Mapping[str, Any]) -> ApprovalOutcomes:
     """An approval's ``OUTCOMES`` for reading (an empty one, not stored, if absent)."""
     return cast(ApprovalOutcomes, state.get(OUTCOMES) or {})
 

@@ -30,19 +30,47 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from pipeline.detectors.base import DetectorSpec
 from pipeline.detectors.policy import DEFAULT_DEDUP_S
+from pipeline.detectors.state import (
+    ALERTS,
+    META,
+    AlertEntry,
+    AlertJson,
+    SubjectMeta,
+    parts,
+    read_approval_outcomes,
+    read_task_outcomes,
+)
 
 #: A partition's dedup record: ``{"next": earliest until, "s": {key: [until, alerts]}}``.
 DEDUP_KEY = "__dedup__:{}"
 #: Expired subjects kept in one partition's dedup record; past it, the entries whose
 #: period ends first are dropped (a returning subject then re-Creates: a bound).
 DEDUP_MAX_SUBJECTS = 10_000
-#: Subject meta in its state: ``[newest event time, revoked at, expires at, newest
-#: finding notice time]``.
-META = "_x"
+#: One expired subject in the dedup record: ``[until, {alert id: AlertEntry JSON}]``
+#: (``until`` the latest period end among its ids).
+Stashed = list[Any]
+
+
+class DedupRecord(TypedDict, total=False):
+    """A partition's dedup record (``DEDUP_KEY``): the earliest ``until`` among its
+    subjects (``next``) and per expired subject key its ``Stashed`` ids (``s``)."""
+
+    next: int
+    s: dict[str, Stashed]
+
+
+def _until(stashed: Stashed) -> int:
+    return int(stashed[0])
+
+
+def _stashed_alerts(stashed: Stashed) -> dict[str, AlertJson]:
+    return dict(stashed[1])
+
+
 #: Thresholds (seconds) that say how far back a detector reads: windows and graces.
 _SPAN_SUFFIXES = ("window_s", "grace_s")
 IDLE_KINDS = frozenset({"identity", "approver", "requester"})
@@ -110,11 +138,12 @@ def touch(
     notice_times: Iterable[int],
 ) -> None:
     """Note the newest event time and finding-notice time and, for a credential, when
-    it was revoked and when it expires."""
-    meta: list[Any] = state.get(META) or [None, None, None, None]
+    it was revoked and when it expires (``SubjectMeta`` under ``META``)."""
+    reserved = parts(state)
+    meta = SubjectMeta.from_json(reserved.get(META))
     for t in notice_times:
-        meta[3] = t if meta[3] is None else max(int(meta[3]), t)
-    newest = meta[0]
+        meta.noticed = t if meta.noticed is None else max(meta.noticed, t)
+    newest = meta.newest
     for event in events:
         t = int(event["event_time"])
         newest = t if newest is None else max(newest, t)
@@ -122,13 +151,13 @@ def touch(
             continue
         etype = event.get("event_type")
         if etype == "credential.revoked":
-            meta[1] = t if meta[1] is None else min(meta[1], t)
+            meta.revoked = t if meta.revoked is None else min(meta.revoked, t)
         elif etype in ("credential.issued", "credential.rotated"):
             expires = event.get("expires_at")
             if isinstance(expires, int | float) and not isinstance(expires, bool):
-                meta[2] = int(expires)
-    meta[0] = newest
-    state[META] = meta
+                meta.expires = int(expires)
+    meta.newest = newest
+    reserved[META] = meta.to_json()
 
 
 def expires_at(
@@ -141,26 +170,27 @@ def expires_at(
     """When the watermark passing lets the subject go (None: not finished). The
     caller checks first that no detector timer or held event is pending."""
     kind, _, _ = key.partition(":")
-    meta = state.get(META)
-    if not meta:
+    raw = state.get(META)
+    if not raw:
         return None
-    times = [int(t) for t in (meta[0], meta[3]) if t is not None]
+    meta = SubjectMeta.from_json(raw)
+    times = [t for t in (meta.newest, meta.noticed) if t is not None]
     newest = max(times) if times else None
-    m = state.get("_m") or {}
-    if meta[0] is None and newest is not None:
+    if meta.newest is None and newest is not None:
         end = newest  # only notices reached it (its events expired before): idle
     elif kind == "task":
-        done = m.get("done")
-        if not done or dossier_open or (m.get("creds") and not done.get("judged")):
+        task = read_task_outcomes(state)
+        done = task.get("done")
+        if not done or dossier_open or (task.get("creds") and not done.get("judged")):
             return None
         end = int(done["t"]) + grace_ms
     elif kind == "approval":
-        dec = m.get("dec")
+        dec = read_approval_outcomes(state).get("dec")
         if not dec or not dec.get("judged"):
             return None
         end = int(dec["t"])
     elif kind == "credential":
-        ends = [int(t) for t in meta[1:3] if t is not None]
+        ends = [t for t in (meta.revoked, meta.expires) if t is not None]
         if not ends:
             return None  # never revoked, never expiring: a standing credential
         end = min(ends)
@@ -179,50 +209,51 @@ def expires_at(
 
 
 def stash(
-    record: dict[str, Any], key: str, state: Mapping[str, Any], horizons: Horizons, watermark: int
+    record: DedupRecord, key: str, state: Mapping[str, Any], horizons: Horizons, watermark: int
 ) -> bool:
     """Keep the expiring subject's alert ids whose dedup period is still open at the
     watermark (its end as recorded, ``alerts.period_end``; for an entry written before
     it was, first seen + the kind's longest dedup period); True if any was kept."""
     span = horizons.dedup_ms(key.partition(":")[0])
 
-    def end(entry: list[int]) -> int:
-        return int(entry[3]) if len(entry) > 3 else int(entry[1]) + span
+    def end(raw: AlertJson) -> int:
+        entry = AlertEntry.from_json(raw)
+        return entry.until if entry.until is not None else entry.first + span
 
-    alerts: dict[str, list[int]] = state.get("_alerts") or {}
+    alerts: dict[str, AlertJson] = state.get(ALERTS) or {}
     live = {aid: entry for aid, entry in alerts.items() if end(entry) > watermark}
     if not live:
         return False
     until = max(end(entry) for entry in live.values())
-    subjects: dict[str, list[Any]] = record.setdefault("s", {})
+    subjects = record.setdefault("s", {})
     subjects[key] = [until, live]
     record["next"] = min(until, int(record.get("next", until)))
     if len(subjects) > DEDUP_MAX_SUBJECTS:
-        for gone in sorted(subjects, key=lambda k: (subjects[k][0], k))[
+        for gone in sorted(subjects, key=lambda k: (_until(subjects[k]), k))[
             : len(subjects) - DEDUP_MAX_SUBJECTS
         ]:
             del subjects[gone]
-        record["next"] = min(v[0] for v in subjects.values())
+        record["next"] = min(_until(v) for v in subjects.values())
     return True
 
 
-def recall(record: dict[str, Any] | None, key: str) -> dict[str, list[int]] | None:
+def recall(record: DedupRecord | None, key: str) -> dict[str, AlertJson] | None:
     """A returning subject's alert ids, taken out of the record (None: none kept)."""
     if not record:
         return None
     entry = (record.get("s") or {}).pop(key, None)
-    return None if entry is None else dict(entry[1])
+    return None if entry is None else _stashed_alerts(entry)
 
 
-def purge(record: dict[str, Any], watermark: int) -> bool:
+def purge(record: DedupRecord, watermark: int) -> bool:
     """Drop the subjects whose periods all ended; True if the record changed."""
     nxt = record.get("next")
     if nxt is None or int(nxt) > watermark:
         return False
-    subjects: dict[str, list[Any]] = record.get("s") or {}
-    record["s"] = {k: v for k, v in subjects.items() if int(v[0]) > watermark}
+    subjects = record.get("s") or {}
+    record["s"] = {k: v for k, v in subjects.items() if _until(v) > watermark}
     if record["s"]:
-        record["next"] = min(int(v[0]) for v in record["s"].values())
+        record["next"] = min(_until(v) for v in record["s"].values())
     else:
         record.pop("next", None)
     return True

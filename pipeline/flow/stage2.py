@@ -31,13 +31,22 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
 from pipeline.detectors.base import REGISTRY_GAP
 from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
+from pipeline.detectors.state import (
+    ALERTS,
+    DOSSIER,
+    SEEN,
+    SOURCES,
+    WINDOWS,
+    metric_state,
+    parts,
+)
 from pipeline.dlq import DeadLetter, dead_letter
 from pipeline.evidence.thresholds import EvidenceThresholds
 from pipeline.flow import dossiers, expiry, outcomes
@@ -341,12 +350,12 @@ class Stage2:
             self._expiry_of.pop(p, None)
 
     def _windows(self, state: dict[str, Any]) -> MetricWindows:
-        return MetricWindows(self.window_sizes, self.metrics_lateness, state=state.get("mw"))
+        return MetricWindows(self.window_sizes, self.metrics_lateness, state=state.get(WINDOWS))
 
     def _deadline(self, key: str, state: dict[str, Any]) -> int | None:
         """The subject's next timer: its detectors', outcomes' or dossier's earliest."""
         if key.startswith(METRICS + ":"):
-            return self._windows(state).next_deadline if state.get("mw") else None
+            return self._windows(state).next_deadline if state.get(WINDOWS) else None
         found = [
             d
             for d in (
@@ -365,7 +374,7 @@ class Stage2:
         """When a subject with no timer pending expires (None: not finished)."""
         if key.startswith(METRICS + ":") or self._deadline(key, state) is not None:
             return None
-        dossier_open = self.evidence is not None and dossiers.EV in state
+        dossier_open = self.evidence is not None and DOSSIER in state
         return expiry.expires_at(key, state, self.horizons, self.grace, dossier_open)
 
     def _may_expire(self, partition: int, key: str, state: dict[str, Any]) -> None:
@@ -420,9 +429,9 @@ class Stage2:
     ) -> None:
         """Delete a finished subject (a tombstone among the unit's writes); its alert
         ids still inside their dedup period go to the partition's dedup record."""
-        if state.get("_alerts"):
+        if parts(state).get(ALERTS):
             dkey = expiry.DEDUP_KEY.format(partition)
-            record = _get(store, dirty, dkey) or {}
+            record = cast(expiry.DedupRecord, _get(store, dirty, dkey) or {})
             if expiry.stash(record, key, state, self.horizons, watermark):
                 dirty[dkey] = record
                 self.stats.dedup_kept += 1
@@ -441,7 +450,7 @@ class Stage2:
             return {}
         dirty[dkey] = record
         self.stats.dedup_recalled += 1
-        return {"_alerts": alerts}
+        return {ALERTS: alerts}
 
     def _purge_dedup(
         self, store: StateStore, dirty: dict[str, Any], partition: int, watermark: int | None
@@ -712,7 +721,8 @@ class Stage2:
             state: dict[str, Any] | None = _get(store, dirty, key)
             if state is None:
                 state = self._recall(store, dirty, partition, key)
-            seen: dict[str, int] = state.setdefault("_seen", {})
+            reserved = parts(state)
+            seen = reserved.setdefault(SEEN, {})
             fresh: list[Event] = []
             late: list[Event] = []
             for copy in group.copies:
@@ -741,7 +751,7 @@ class Stage2:
             if len(seen) > SEEN_MAX + SEEN_MAX // 4:
                 # Trim in bulk: deleting one oldest key at a time leaves holes that
                 # every later ``next(iter(seen))`` walks over (quadratic on hot subjects).
-                state["_seen"] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
+                reserved[SEEN] = dict(islice(seen.items(), len(seen) - SEEN_MAX, None))
             if fresh or late or noticed:
                 expiry.touch(state, kind, fresh + late, (n.time for n in noticed))
             if not fresh and not late and not noticed:
@@ -928,7 +938,8 @@ class Stage2:
     ) -> None:
         """Apply deltas once each: per source partition, (offset, index) only grows."""
         state: dict[str, Any] = _get(store, dirty, key) or {}
-        applied: dict[str, list[int]] = state.setdefault("_src", {})
+        entry = metric_state(state)
+        applied = entry.setdefault(SOURCES, {})
         windows = self._windows(state)
         for message in deltas:
             src_partition, src_offset, index = message.source
@@ -940,7 +951,7 @@ class Stage2:
             windows.add(delta)
             if delta["dim"] == "global" and delta["w"] == self.window_sizes[0]:
                 self.stats.count_delta(delta)  # once per item: one window size, one owner
-        state["mw"] = windows.state
+        entry[WINDOWS] = windows.state
         dirty[key] = state
         deadline = windows.next_deadline
         if deadline is not None:
@@ -958,7 +969,7 @@ class Stage2:
         while heap and heap[0][0] <= newest:
             _, key = heapq.heappop(heap)
             state = _get(store, dirty, key)
-            if not state or not state.get("mw"):
+            if not state or not state.get(WINDOWS):
                 continue
             windows = self._windows(state)
             deadline = windows.next_deadline
@@ -967,7 +978,7 @@ class Stage2:
                     heapq.heappush(heap, (deadline, key))
                 continue
             out.metrics += windows.advance(newest)
-            state["mw"] = windows.state
+            metric_state(state)[WINDOWS] = windows.state
             dirty[key] = state
             nxt = windows.next_deadline
             if nxt is not None:

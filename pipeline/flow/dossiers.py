@@ -1,13 +1,13 @@
 """Stage 2's side of the task evidence dossiers (docs/contracts/evidence.md).
 
-The dossier state of a task lives in the task subject's state under ``_ev``, next to
-the detectors' state and the outcomes' ``_m``. Per unit that touched the task,
-stage 2 folds in the task's new events, the alerts raised on the task itself and
-the finding notices other subjects sent it, with the watermark, record by record; at
-the end of the unit a changed dossier is one record for ``governance.evidence.v1``
-among the unit's outputs. The task's
-timer covers the revocation grace (``next_deadline``) and the day the state may be
-dropped (``forget_at``). Everything here is a pure function of the state.
+The dossier state of a task lives in the task subject's state under ``DOSSIER``
+(``_ev``, detectors/state.py), next to the detectors' state and the outcomes'. Per
+unit that touched the task, stage 2 folds in the task's new events, the alerts raised
+on the task itself and the finding notices other subjects sent it, with the
+watermark, record by record; at the end of the unit a changed dossier is one record
+for ``governance.evidence.v1`` among the unit's outputs. The task's timer covers the
+revocation grace (``next_deadline``) and the day the state may be dropped
+(``forget_at``). Everything here is a pure function of the state.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pipeline.detectors.state import DOSSIER, RELAY, RelayedFinding, ReviewRelay, parts
 from pipeline.evidence.dossier import (
     Record,
     add_alerts,
@@ -31,11 +32,10 @@ from pipeline.evidence.thresholds import EvidenceThresholds
 from pipeline.flow.messages import FindingNotice
 from pipeline.flow.outcomes import discrediting
 
-#: Key of the dossier state in a task subject's state.
-EV = "_ev"
-#: Key of an approval subject's relay state (``relay_reviews``): ``t`` the tasks its
-#: events named, ``d`` alert id -> [detector, time] of the findings discrediting it.
-RV = "_rv"
+#: Key of the dossier state in a task subject's state (``state.DOSSIER``).
+EV = DOSSIER
+#: Key of an approval subject's relay state (``relay_reviews``; ``state.ReviewRelay``).
+RV = RELAY
 #: Tasks one approval relays to, and discrediting findings it keeps (an approval
 #: belongs to one task; the bounds only stop a hostile stream growing the state).
 MAX_RELAY_TASKS = 8
@@ -86,11 +86,11 @@ def fold(
             found.append(notice_alert(n))
         elif n.approval_id:
             reviews.append((n.approval_id, n.alert_id, n.detector))
-    dossier = state.get(EV)
+    dossier = parts(state).get(DOSSIER)
     if dossier is None:
         if not mine and not found and not reviews:
             return False
-        dossier = state[EV] = new_state(task)
+        dossier = parts(state)[DOSSIER] = new_state(task)
     add_events(dossier, mine)
     add_alerts(dossier, found)
     add_reviews(dossier, reviews)
@@ -102,13 +102,13 @@ def fold(
 def emit(state: dict[str, Any], th: EvidenceThresholds) -> Record | None:
     """The dossier to publish, if it changed since the last one (once per unit and
     task: building and comparing a dossier is the expensive part)."""
-    dossier = state.get(EV)
+    dossier = parts(state).get(DOSSIER)
     return None if dossier is None else next_record(dossier, th)
 
 
 def deadline(state: dict[str, Any], th: EvidenceThresholds) -> int | None:
     """When the watermark passing changes the dossier or lets it be forgotten."""
-    dossier = state.get(EV)
+    dossier = parts(state).get(DOSSIER)
     if dossier is None:
         return None
     grace = next_deadline(dossier, th)
@@ -119,14 +119,14 @@ def deadline(state: dict[str, Any], th: EvidenceThresholds) -> int | None:
 def forget(state: dict[str, Any], th: EvidenceThresholds, watermark: int) -> None:
     """Drop the dossier state once the watermark passed its ``forget_at`` (a straggler
     after that starts an empty state that never emits: it has no completion)."""
-    dossier = state.get(EV)
+    dossier = parts(state).get(DOSSIER)
     if dossier is not None and watermark >= forget_at(dossier, th):
-        del state[EV]
+        del parts(state)[DOSSIER]
 
 
 def resend(state: dict[str, Any] | None, th: EvidenceThresholds) -> Record | None:
     """The record a unit published for this task, rebuilt from the state it left."""
-    dossier = (state or {}).get(EV)
+    dossier = None if state is None else parts(state).get(DOSSIER)
     return None if dossier is None else last_record(dossier, th)
 
 
@@ -139,9 +139,9 @@ def relay_reviews(
     approval remembers its tasks and those findings (under ``_rv``), so whichever
     arrives first, each task hears of each finding once (at least once, on a re-sent
     unit: the task drops repeats by id)."""
-    rv = state.get(RV) or {"t": [], "d": {}}
-    tasks: list[str] = rv["t"]
-    found: dict[str, list[Any]] = rv["d"]
+    rv: ReviewRelay = parts(state).get(RELAY) or {"t": [], "d": {}}
+    tasks = rv["t"]
+    found = rv["d"]
     new_tasks: list[str] = []
     for event in events:
         task = str(event.get("task_id") or "")
@@ -156,15 +156,16 @@ def relay_reviews(
         if discredits is None:
             discredits = discrediting()
         if notice.detector in discredits and len(found) + len(new_found) < MAX_RELAY_FINDINGS:
-            new_found[notice.alert_id] = [notice.detector, notice.time]
+            new_found[notice.alert_id] = RelayedFinding(notice.detector, notice.time).to_json()
     if not new_tasks and not new_found:
         return []
     pairs = [(t, a) for t in tasks for a in new_found]
     tasks += new_tasks
     found.update(new_found)
-    state[RV] = rv
+    parts(state)[RELAY] = rv
     pairs += [(t, a) for t in new_tasks for a in found]
+    relayed = {a: RelayedFinding.from_json(found[a]) for a in {a for _, a in pairs}}
     return [
-        FindingNotice(t, a, found[a][0], int(found[a][1]), approval_id=approval, review=True)
+        FindingNotice(t, a, relayed[a].detector, relayed[a].time, approval_id=approval, review=True)
         for t, a in pairs
     ]

@@ -1,7 +1,8 @@
 """What stage 2 knows that the metrics need: task and approval outcomes per subject.
 
-Kept in each subject's state under ``_m`` (JSON-able), next to the detectors'
-own state, and turned into ``pipeline.metrics`` outcomes:
+Kept in each subject's state under ``OUTCOMES`` (``_m``: ``TaskOutcomes`` or
+``ApprovalOutcomes``, detectors/state.py), next to the detectors' own state, and
+turned into ``pipeline.metrics`` outcomes:
 
 * task: completed (succeeded? safe = succeeded and no finding on the task so far),
   its credentials judged revoked-within-grace once the watermark passes
@@ -26,6 +27,15 @@ from typing import Any
 
 from pipeline.detectors.alerts import MAX_EVIDENCE_APPROVALS
 from pipeline.detectors.registry import all_detectors
+from pipeline.detectors.state import (
+    Decision,
+    Dims,
+    TaskDone,
+    approval_outcomes,
+    read_approval_outcomes,
+    read_task_outcomes,
+    task_outcomes,
+)
 from pipeline.flow.messages import FindingNotice
 from pipeline.metrics import (
     AlertRaised,
@@ -49,7 +59,7 @@ OUTCOME_EVENTS: dict[str, str] = {
 }
 
 
-def _dims(event: Event) -> dict[str, Any]:
+def _dims(event: Event) -> Dims:
     identity = event.get("identity") or {}
     if not isinstance(identity, dict):
         identity = {}
@@ -89,10 +99,10 @@ def _task(
     alerts: list[dict[str, Any]],
     notices: Iterable[FindingNotice],
 ) -> list[Outcome]:
-    m: dict[str, Any] = state.setdefault("_m", {})
+    m = task_outcomes(state)
     out: list[Outcome] = []
-    creds: dict[str, int] = m.setdefault("creds", {})
-    revoked: dict[str, int] = m.setdefault("revoked", {})
+    creds = m.setdefault("creds", {})
+    revoked = m.setdefault("revoked", {})
     # a review relayed by an approval is about the approval (counted there), not the task
     raised = _detectors(alerts, [n for n in notices if not n.review])
     found = bool(raised) and not with_effect("marks_task_unsafe").isdisjoint(raised)
@@ -106,30 +116,38 @@ def _task(
         elif etype == "task.completed" and "done" not in m:
             succeeded = event.get("outcome") == "success"
             safe = succeeded and not m.get("finding") and not found
-            m["done"] = {"t": t, "safe": safe, **_dims(event)}
-            out.append(TaskCompleted(t, succeeded=succeeded, safe=safe, **_dims(event)))
+            dims = _dims(event)
+            m["done"] = TaskDone(
+                t=t,
+                safe=safe,
+                platform=dims["platform"],
+                team=dims["team"],
+                identity_id=dims["identity_id"],
+                mode=dims["mode"],
+            )
+            out.append(TaskCompleted(t, succeeded=succeeded, safe=safe, **dims))
     if found and not m.get("finding"):
         m["finding"] = True
-        done = m.get("done")
-        if done and done.get("safe"):
-            done["safe"] = False
-            out.append(_correction(done, "tasks_safe"))
+        completed = m.get("done")
+        if completed and completed.get("safe"):
+            completed["safe"] = False
+            out.append(_correction(completed, "tasks_safe"))
     return out
 
 
-def _done_dims(done: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+def _done_dims(done: Dims) -> tuple[Any, Any, Any, Any]:
     """platform, team, identity, mode (None in states kept before modes existed)."""
     return done.get("platform"), done.get("team"), done.get("identity_id"), done.get("mode")
 
 
-def _correction(done: dict[str, Any], counter: Any) -> Correction:
+def _correction(done: TaskDone | Decision, counter: Any) -> Correction:
     platform, team, identity_id, mode = _done_dims(done)
     return Correction(int(done["t"]), counter, -1, platform, team, identity_id, mode)
 
 
 def task_deadline(state: dict[str, Any], grace_ms: int) -> int | None:
     """When the task's credentials can be judged (completion + grace), if pending."""
-    m = state.get("_m") or {}
+    m = read_task_outcomes(state)
     done = m.get("done")
     if not done or done.get("judged") or not m.get("creds"):
         return None
@@ -141,7 +159,7 @@ def judge_credentials(state: dict[str, Any], watermark: int, grace_ms: int) -> l
     deadline = task_deadline(state, grace_ms)
     if deadline is None or deadline > watermark:
         return []
-    m = state["_m"]
+    m = task_outcomes(state)
     done = m["done"]
     done["judged"] = True
     platform, team, identity_id, mode = _done_dims(done)
@@ -178,7 +196,7 @@ def _approval(
     alerts: list[dict[str, Any]],
     notices: Iterable[FindingNotice] = (),
 ) -> list[Outcome]:
-    m: dict[str, Any] = state.setdefault("_m", {})
+    m = approval_outcomes(state)
     out: list[Outcome] = []
     raised = _detectors(alerts, notices)
     rs_now = bool(raised) and not discrediting().isdisjoint(raised)
@@ -187,7 +205,15 @@ def _approval(
         if etype == "approval.requested":
             m["req"] = min(t, m.get("req", t))
         elif etype == "approval.decided" and "dec" not in m:
-            m["dec"] = {"t": t, "judged": False, **_dims(event)}
+            dims = _dims(event)
+            m["dec"] = Decision(
+                t=t,
+                judged=False,
+                platform=dims["platform"],
+                team=dims["team"],
+                identity_id=dims["identity_id"],
+                mode=dims["mode"],
+            )
     if rs_now and not m.get("rs"):
         m["rs"] = True
         dec = m.get("dec")
@@ -198,7 +224,7 @@ def _approval(
 
 
 def approval_deadline(state: dict[str, Any]) -> int | None:
-    dec = (state.get("_m") or {}).get("dec")
+    dec = read_approval_outcomes(state).get("dec")
     return int(dec["t"]) if dec and not dec.get("judged") else None
 
 
@@ -207,7 +233,7 @@ def judge_approval(state: dict[str, Any], watermark: int) -> list[Outcome]:
     deadline = approval_deadline(state)
     if deadline is None or deadline > watermark:
         return []
-    m = state["_m"]
+    m = approval_outcomes(state)
     dec = m["dec"]
     t, req = int(dec["t"]), m.get("req")
     review = (t - req) / 1000.0 if req is not None and t >= req else None

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from pipeline.detectors import _ordered as ordered
 from pipeline.detectors.base import (
@@ -106,6 +106,20 @@ class Window:
     count: int
     hits: int
     records: list[Record]
+    last: Record
+
+
+class Burst(TypedDict, total=False):
+    """``event_count``'s open burst (its state's ``burst``): [start, end), the events
+    counted and the ``hit``s among them, the count already reported, the evidence
+    (bounded) and the latest record counted."""
+
+    start: int
+    end: int
+    count: int
+    hits: int
+    reported: int
+    ids: list[Record]
     last: Record
 
 
@@ -301,7 +315,7 @@ def event_count(
 
     def consume(ctx: Context, state: State, record: Record) -> list[Finding]:
         t = int(record["event_time"])
-        burst: dict[str, Any] | None = state.get("burst")
+        burst = cast(Burst | None, state.get("burst"))
         if burst is not None and t < burst["end"]:
             _join(burst, record)
             return []
@@ -314,14 +328,14 @@ def event_count(
         if len(recent) < int(ctx.thresholds[threshold]):
             return found
         start = int(recent[0]["event_time"])
-        burst = {"start": start, "end": start + span, "count": 0, "hits": 0, "ids": []}
+        burst = Burst(start=start, end=start + span, count=0, hits=0, ids=[])
         for r in recent:
             _join(burst, r)
         burst["reported"] = burst["count"]
         state["burst"], state["recent"] = burst, []
         return [*found, _burst_finding(ctx, burst)]
 
-    def _join(burst: dict[str, Any], record: Record) -> None:
+    def _join(burst: Burst, record: Record) -> None:
         burst["count"] += 1
         burst["hits"] += bool(hit(record)) if hit is not None else 0
         burst["last"] = dict(record)
@@ -329,17 +343,17 @@ def event_count(
             burst["ids"].append(dict(record))
 
     def _close(ctx: Context, state: State) -> list[Finding]:
-        burst = state.pop("burst")
+        burst = cast(Burst, state.pop("burst"))
         return [_burst_finding(ctx, burst)] if burst["count"] > burst["reported"] else []
 
-    def _burst_finding(ctx: Context, burst: dict[str, Any]) -> Finding:
+    def _burst_finding(ctx: Context, burst: Burst) -> Finding:
         window = Window(
             burst["start"], burst["end"], burst["count"], burst["hits"], burst["ids"], burst["last"]
         )
         return _window_finding(ctx, window, facts, context)
 
     def settle(ctx: Context, state: State) -> tuple[list[Finding], int | None]:
-        burst = state.get("burst")
+        burst = cast(Burst | None, state.get("burst"))
         if burst is not None and burst["end"] <= ctx.watermark:
             return _close(ctx, state), None
         return [], burst["end"] if burst is not None else None
@@ -477,11 +491,12 @@ def value_count(
                 size < int(ctx.thresholds[values[n]]) for n, size in zip(names, sizes, strict=True)
             ):
                 continue
-            episode = state.get("episode")
-            if episode is not None and t < episode[0] + span:
-                if all(size <= old for size, old in zip(sizes, episode[1:], strict=True)):
+            # the open episode: [start, distinct count per field when last reported]
+            episode: list[int] | None = state.get("episode")
+            if episode is not None and t < int(episode[0]) + span:
+                start, reported = int(episode[0]), episode[1:]
+                if all(size <= old for size, old in zip(sizes, reported, strict=True)):
                     continue  # nothing new in this episode
-                start = int(episode[0])
             else:
                 start = min(v for n in names for v in seen[n].values())
             state["episode"] = [start, *sizes]

@@ -315,7 +315,7 @@ def event_count(
 
     def consume(ctx: Context, state: State, record: Record) -> list[Finding]:
         t = int(record["event_time"])
-        burst = cast(Burst | None, state.get("burst"))
+        burst = cast("Burst | None", state.get("burst"))
         if burst is not None and t < burst["end"]:
             _join(burst, record)
             return []
@@ -343,7 +343,7 @@ def event_count(
             burst["ids"].append(dict(record))
 
     def _close(ctx: Context, state: State) -> list[Finding]:
-        burst = cast(Burst, state.pop("burst"))
+        burst = cast("Burst", state.pop("burst"))
         return [_burst_finding(ctx, burst)] if burst["count"] > burst["reported"] else []
 
     def _burst_finding(ctx: Context, burst: Burst) -> Finding:
@@ -353,7 +353,7 @@ def event_count(
         return _window_finding(ctx, window, facts, context)
 
     def settle(ctx: Context, state: State) -> tuple[list[Finding], int | None]:
-        burst = cast(Burst | None, state.get("burst"))
+        burst = cast("Burst | None", state.get("burst"))
         if burst is not None and burst["end"] <= ctx.watermark:
             return _close(ctx, state), None
         return [], burst["end"] if burst is not None else None

@@ -37,9 +37,12 @@ from pipeline.detectors.policy import DEFAULT_DEDUP_S
 from pipeline.detectors.state import (
     ALERTS,
     META,
+    META_EXPIRES,
+    META_NEWEST,
+    META_NOTICED,
+    META_REVOKED,
     AlertEntry,
     AlertJson,
-    SubjectMeta,
     parts,
     read_approval_outcomes,
     read_task_outcomes,
@@ -138,12 +141,14 @@ def touch(
     notice_times: Iterable[int],
 ) -> None:
     """Note the newest event time and finding-notice time and, for a credential, when
-    it was revoked and when it expires (``SubjectMeta`` under ``META``)."""
+    it was revoked and when it expires (``SubjectMeta`` under ``META``, updated in place
+    by its field positions: this runs for every subject a record reaches)."""
     reserved = parts(state)
-    meta = SubjectMeta.from_json(reserved.get(META))
+    meta = reserved.get(META) or [None, None, None, None]
     for t in notice_times:
-        meta.noticed = t if meta.noticed is None else max(meta.noticed, t)
-    newest = meta.newest
+        noticed = meta[META_NOTICED]
+        meta[META_NOTICED] = t if noticed is None else max(noticed, t)
+    newest = meta[META_NEWEST]
     for event in events:
         t = int(event["event_time"])
         newest = t if newest is None else max(newest, t)
@@ -151,13 +156,14 @@ def touch(
             continue
         etype = event.get("event_type")
         if etype == "credential.revoked":
-            meta.revoked = t if meta.revoked is None else min(meta.revoked, t)
+            revoked = meta[META_REVOKED]
+            meta[META_REVOKED] = t if revoked is None else min(revoked, t)
         elif etype in ("credential.issued", "credential.rotated"):
             expires = event.get("expires_at")
             if isinstance(expires, int | float) and not isinstance(expires, bool):
-                meta.expires = int(expires)
-    meta.newest = newest
-    reserved[META] = meta.to_json()
+                meta[META_EXPIRES] = int(expires)
+    meta[META_NEWEST] = newest
+    reserved[META] = meta
 
 
 def expires_at(
@@ -173,10 +179,11 @@ def expires_at(
     raw = state.get(META)
     if not raw:
         return None
-    meta = SubjectMeta.from_json(raw)
-    times = [t for t in (meta.newest, meta.noticed) if t is not None]
+    # ``SubjectMeta``'s fields by position (read for every subject without a timer)
+    newest_event, revoked, expires, noticed = raw
+    times = [int(t) for t in (newest_event, noticed) if t is not None]
     newest = max(times) if times else None
-    if meta.newest is None and newest is not None:
+    if newest_event is None and newest is not None:
         end = newest  # only notices reached it (its events expired before): idle
     elif kind == "task":
         task = read_task_outcomes(state)
@@ -190,7 +197,7 @@ def expires_at(
             return None
         end = int(dec["t"])
     elif kind == "credential":
-        ends = [t for t in (meta.revoked, meta.expires) if t is not None]
+        ends = [int(t) for t in (revoked, expires) if t is not None]
         if not ends:
             return None  # never revoked, never expiring: a standing credential
         end = min(ends)

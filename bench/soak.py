@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # the bench's Redis keys get a prefix of their own; db 5 unless REDIS_URL says otherwise
@@ -112,6 +112,39 @@ class ChangelogTail(threading.Thread):
         raise RuntimeError(f"the changelog tail did not reach {ends} (at {self.read})")
 
 
+def produce_spread(bootstrap: str, topic: str, records: list[bytes], partitions: int) -> None:
+    """Record k to partition k mod n, in order: every input partition advances through
+    event time together. (The default sticky partitioner sends runs of records to one
+    partition, hours of event time apart: stage 1's watermark alignment then pauses the
+    partitions ahead, and with 100,000 events at once a run stalled a partition for
+    minutes.)"""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "message.max.bytes": 9 * 1024 * 1024,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    errors: list[object] = []
+
+    def on_delivery(err: object, msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+
+    for k, value in enumerate(records):
+        while True:
+            try:
+                producer.produce(topic, value, partition=k % partitions, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+    if errors:
+        raise RuntimeError(f"{len(errors)} records not delivered: {errors[0]}")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -119,11 +152,23 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_handled(port: int, proc: Any, produced: int, log: Path, max_s: float = 1800) -> dict:
-    """Until stage 1 has read ``produced`` events and stage 2's item and record counters
-    did not move for 3 s (two answered scrapes that far apart agree)."""
+def topic_end(meta: Consumer, topic: str) -> int:
+    """Records on ``topic``: the sum of its partitions' end offsets."""
+    partitions = meta.list_topics(topic, timeout=10).topics[topic].partitions
+    return sum(
+        meta.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+    )
+
+
+def wait_handled(
+    port: int, proc: Any, produced: int, log: Path, internal: tuple[Consumer, str], max_s=1800.0
+) -> dict:
+    """Until stage 1 has read ``produced`` events and stage 2 has read every record of
+    the internal topic (its own progress and deltas included), at two answered scrapes
+    3 s apart that agree (stage 2's counters alone stand still while stage 1 is busy)."""
     deadline = time.monotonic() + max_s
-    history: list[tuple[float, float, float]] = []
+    last: tuple[float, float, int] | None = None
+    since = 0.0
     while time.monotonic() < deadline:
         time.sleep(0.5)
         if proc.poll() is not None:
@@ -131,18 +176,14 @@ def wait_handled(port: int, proc: Any, produced: int, log: Path, max_s: float = 
         s = tp.scrape(port)
         if not s:
             continue  # busy with a large unit: no sample, not a stall
-        now = time.monotonic()
-        history.append(
-            (
-                now,
-                s.get('govpipe_events_in_total{stage="2"}', 0),
-                s.get('govpipe_records_in_total{stage="2"}', 0),
-            )
-        )
-        if s.get('govpipe_events_in_total{stage="1"}', 0) < produced:
+        read2 = s.get('govpipe_records_in_total{stage="2"}', 0)
+        end = topic_end(*internal)
+        now = (s.get('govpipe_events_in_total{stage="1"}', 0), read2, end)
+        done = now[0] >= produced and read2 >= end
+        if not done or now != last:
+            last, since = now, time.monotonic()
             continue
-        quiet = [h[1:] for h in history if h[0] >= now - 3.0]
-        if history[0][0] <= now - 3.0 and len(set(quiet)) == 1 and len(quiet) > 1:
+        if time.monotonic() - since >= 3.0:
             return s
     raise RuntimeError(f"the worker did not handle {produced} events within {max_s} s; see {log}")
 
@@ -184,6 +225,7 @@ def main() -> int:
         tp.load_registry(sim.registry())
         settings = tp.settings_for(bootstrap, "soak", data, [1, 2])
         create_topics(settings)
+        partitions = settings.events_partitions
         log = data / "worker.log"
         enc = AvroEncoder()
         print(
@@ -195,7 +237,11 @@ def main() -> int:
         proc = tp.start_worker(settings, log)
         warm = sim.events(1)
         produce(bootstrap, settings.topic_events, [enc.batch(warm)])
-        wait_handled(settings.web_port, proc, 1, log, max_s=300)
+        internal = (
+            Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-end"}),
+            settings.topic_subjects,
+        )
+        wait_handled(settings.web_port, proc, 1, log, internal, max_s=300)
         changelog = next(
             t
             for t in tp.bench_consumer(bootstrap, "md").list_topics(timeout=10).topics
@@ -217,9 +263,9 @@ def main() -> int:
             records = [
                 enc.batch(chunk[i : i + args.batch]) for i in range(0, len(chunk), args.batch)
             ]
-            produce(bootstrap, settings.topic_events, records)
+            produce_spread(bootstrap, settings.topic_events, records, partitions)
             produced += n
-            s = wait_handled(settings.web_port, proc, produced, log)
+            s = wait_handled(settings.web_port, proc, produced, log, internal)
             records_on, live, live_bytes = tail.caught_up()
             entries = s.get("govpipe_state_entries", float("nan"))
             expired = s.get("govpipe_state_expired_total", 0)

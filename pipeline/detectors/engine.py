@@ -73,7 +73,7 @@ from pipeline.detectors.policy import (
     mode_of_event,
 )
 from pipeline.detectors.registry import all_detectors, subject_kinds_for
-from pipeline.detectors.state import DEADLINE, HELD, is_detector_part, parts
+from pipeline.detectors.state import DEADLINE, HELD, RESERVED_PREFIX, SubjectParts
 
 
 def _event_time(event: Event) -> int:
@@ -200,11 +200,11 @@ class DetectionEngine:
         """
         detectors = self._by_kind.get(kind, [])
         live = self._live.get(kind, frozenset())
-        for stale in [k for k in state if k not in live and is_detector_part(k)]:
+        for stale in [k for k in state if k not in live and not k.startswith(RESERVED_PREFIX)]:
             del state[stale]  # a detector disabled or removed since: its state is moot
         windowed_types = self._windowed_types.get(kind)
         ready: list[Event] = []
-        reserved = parts(state)
+        reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
         if windowed_types:
             held = reserved.get(HELD)
             wanted = [e for e in events if e["event_type"] in windowed_types]
@@ -321,9 +321,12 @@ class DetectionEngine:
         deadlines = [
             int(v[DEADLINE])
             for k, v in state.items()
-            if is_detector_part(k) and isinstance(v, dict) and v.get(DEADLINE) is not None
+            if not k.startswith(RESERVED_PREFIX)
+            and isinstance(v, dict)
+            and v.get(DEADLINE) is not None
         ]
-        held = parts(state).get(HELD)
+        reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
+        held = reserved.get(HELD)
         if held:
             deadlines.append(min(int(e["event_time"]) for e in held))
         return min(deadlines) if deadlines else None

@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline.detectors.state import DOSSIER, RELAY, RelayedFinding, ReviewRelay, parts
+from pipeline.detectors.state import (
+    DOSSIER,
+    RELAY,
+    RelayedFinding,
+    ReviewRelay,
+    SubjectParts,
+    parts,
+)
 from pipeline.evidence.dossier import (
     Record,
     add_alerts,
@@ -86,11 +93,12 @@ def fold(
             found.append(notice_alert(n))
         elif n.approval_id:
             reviews.append((n.approval_id, n.alert_id, n.detector))
-    dossier = parts(state).get(DOSSIER)
+    reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
+    dossier = reserved.get(DOSSIER)
     if dossier is None:
         if not mine and not found and not reviews:
             return False
-        dossier = parts(state)[DOSSIER] = new_state(task)
+        dossier = reserved[DOSSIER] = new_state(task)
     add_events(dossier, mine)
     add_alerts(dossier, found)
     add_reviews(dossier, reviews)
@@ -108,7 +116,8 @@ def emit(state: dict[str, Any], th: EvidenceThresholds) -> Record | None:
 
 def deadline(state: dict[str, Any], th: EvidenceThresholds) -> int | None:
     """When the watermark passing changes the dossier or lets it be forgotten."""
-    dossier = parts(state).get(DOSSIER)
+    reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
+    dossier = reserved.get(DOSSIER)
     if dossier is None:
         return None
     grace = next_deadline(dossier, th)

@@ -43,7 +43,7 @@ from pipeline.detectors.state import (
     META_REVOKED,
     AlertEntry,
     AlertJson,
-    parts,
+    SubjectParts,
     read_approval_outcomes,
     read_task_outcomes,
 )
@@ -143,7 +143,7 @@ def touch(
     """Note the newest event time and finding-notice time and, for a credential, when
     it was revoked and when it expires (``SubjectMeta`` under ``META``, updated in place
     by its field positions: this runs for every subject a record reaches)."""
-    reserved = parts(state)
+    reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
     meta = reserved.get(META) or [None, None, None, None]
     for t in notice_times:
         noticed = meta[META_NOTICED]

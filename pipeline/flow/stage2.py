@@ -44,6 +44,7 @@ from pipeline.detectors.state import (
     SEEN,
     SOURCES,
     WINDOWS,
+    SubjectParts,
     metric_state,
     parts,
 )
@@ -721,7 +722,7 @@ class Stage2:
             state: dict[str, Any] | None = _get(store, dirty, key)
             if state is None:
                 state = self._recall(store, dirty, partition, key)
-            reserved = parts(state)
+            reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
             seen = reserved.setdefault(SEEN, {})
             fresh: list[Event] = []
             late: list[Event] = []

@@ -8,10 +8,12 @@ input topic before a whole worker (stage 1 + 2) starts. While it works, ``/metri
 is fetched every 0.2 s and each answer timed (a scrape that waits behind a busy
 loop is slow, not lost: the timeout is 60 s). Once stage 1 has read ``--term-at`` of
 the events the worker gets SIGTERM and the time to its exit is measured.
-``--term-at 1`` instead waits until stage 2 is quiet, then stops it (the whole run).
+``--term-at 1`` instead waits until stage 2 has been quiet for 15 s, then stops it.
 
-``--profile FILE`` attaches ``py-spy record`` to the worker for the run (collapsed
-stacks in FILE; ``--summary`` of bench/profile_summary.py reads them).
+``--term-after S`` sends SIGTERM after S seconds of work instead.
+
+``--profile FILE`` attaches ``py-spy record`` to the worker (collapsed stacks in FILE,
+for ``--term-after`` seconds if given; bench/profile_summary.py reads them).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--term-at", type=float, default=0.5)
     parser.add_argument("--bootstrap", default=None, help="default: start an embedded Tansu")
+    parser.add_argument(
+        "--term-after", type=float, default=None, help="SIGTERM after this many seconds of work"
+    )
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--profile-rate", type=int, default=100)
     args = parser.parse_args()
@@ -88,23 +93,6 @@ def main() -> int:
         log = data / "worker.log"
         started = time.monotonic()
         proc = start_worker(settings, log)
-        if args.profile:
-            spy = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "py-spy"),
-                    "record",
-                    "--pid",
-                    str(proc.pid),
-                    "--rate",
-                    str(args.profile_rate),
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(args.profile),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
         worst, slow, answered, first = 0.0, 0, 0, None
         history: list[tuple[float, float]] = []
         in1 = 0.0
@@ -124,14 +112,38 @@ def main() -> int:
                 if in1 == 0:
                     continue  # not yet assigned: the loop is idle, nothing to show
                 first = now
+                if args.profile:
+                    spy = subprocess.Popen(
+                        [
+                            str(Path(sys.executable).parent / "py-spy"),
+                            "record",
+                            "--pid",
+                            str(proc.pid),
+                            "--rate",
+                            str(args.profile_rate),
+                            "--format",
+                            "raw",
+                            "--output",
+                            str(args.profile),
+                            # sampling without pausing the worker (a paused worker's shutdown
+                            # stalled in faust's gc.collect() between acknowledgement waits)
+                            "--nonblocking",
+                            *(["--duration", str(int(args.term_after))] if args.term_after else []),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
             answered += 1
             worst = max(worst, took)
             slow += took > 1.0
             history.append((now, items))
             if args.term_at < 1 and in1 >= args.term_at * args.events:
                 break
-            quiet = [v for t, v in history if t >= now - 5.0]
-            if in1 >= args.events and history[0][0] <= now - 5.0 and min(quiet) == max(quiet):
+            if args.term_after is not None and now - first >= args.term_after:
+                break
+            # quiet for longer than any unit of the revision before took (7 s)
+            quiet = [v for t, v in history if t >= now - 15.0]
+            if in1 >= args.events and history[0][0] <= now - 15.0 and min(quiet) == max(quiet):
                 break
         else:
             raise RuntimeError(f"no end within 900 s; see {log}")

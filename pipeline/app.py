@@ -411,9 +411,10 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             TableLog(app, state),
             Stage2Transport(),
             settings.topic_subjects,
-            # faust suspends the flow when the worker stops and when a rebalance
-            # starts: the rest of the batch is read again (stage2_runner.py, step 6)
-            stopping=lambda: not app.flow_control.is_active(),
+            # SIGTERM: the rest of the take is read again by the partitions' next
+            # owner (stage2_runner.py, step 6). Not at a rebalance: leaving the take
+            # then lost metric windows once in the delivery-order test (internals.md).
+            stopping=lambda: app.should_stop,
             budget_s=settings.stage2_unit_budget_s,
         )
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
+from typing import NoReturn
 
 import faust
 
@@ -45,5 +48,22 @@ def run_worker(settings: Settings) -> int:
         redirect_stdouts=False,
         logging_config=logging_config(settings.log_level, settings.log_format),
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        exit_now(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
     return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process without tearing the interpreter down.
+
+    faust raises SystemExit once every service has stopped (offsets committed, the
+    producer flushed, the loop closed). What the interpreter would still do is free the
+    Table state and the caches object by object: measured 9.5 s after a SIGTERM 60 s
+    into a 200,000-event backlog, on top of the shutdown itself (docs/internals.md).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -22,11 +22,10 @@ One call of ``Stage2Runner.handle`` takes the internal records one
 5. marks the unit sent, queued and not awaited: later writes of the partition queue
    behind it, and if a crash loses it the restart re-sends outputs already delivered
    (at least once; outputs are idempotent by key);
-6. yields to the event loop, and stops taking units when the worker is stopping or
-   rebalancing (``stopping``): the rest of the batch is left as a crash would leave
-   it. faust acknowledges it with the batch, but the partition entry's ``done``
-   covers only the units written, so the next owner of the partition (this process
-   after a rebalance, or after a restart) reads it again through step 1.
+6. yields to the event loop, and stops taking units when the worker is stopping
+   (``stopping``): the rest of the batch is left as a crash would leave it. faust
+   acknowledges it with the batch, but the partition entry's ``done`` covers only the
+   units written, so the partition's next owner reads it again through step 1.
 
 The runner never touches faust: ``pipeline/app.py`` gives it the Table's changelog
 (``flow/tablelog.py``) and a transport that seeks the consumer and sends to topics.
@@ -227,7 +226,7 @@ class Stage2Runner:
         self.internal_topic = internal_topic
         self.max_items = max_items
         self.sizer = UnitSizer(budget_s, max_items)
-        #: true while the worker stops or rebalances: no further unit is taken
+        #: true once the worker is stopping: no further unit is taken
         self.stopping = stopping
         #: batches left unfinished because the worker was stopping (read again later)
         self.abandoned = 0
@@ -263,7 +262,7 @@ class Stage2Runner:
     ) -> list[Stage2Output]:
         self.abandoned += 1
         log.info(
-            "stopping or rebalancing: %d units of this batch of %d internal records done, "
+            "stopping: %d units of this batch of %d internal records done, "
             "the rest is read again by the partitions' next owner",
             len(done),
             len(records),

@@ -290,7 +290,8 @@ def main() -> int:
         tail.start()
         print(
             f"{'events':>10} {'day':>5} {'entries':>9} {'rss MB':>8} {'changelog':>11} "
-            f"{'live keys':>10} {'live MB':>8} {'expired':>9} {'alerts':>7} {'wall s':>7}",
+            f"{'live keys':>10} {'live MB':>8} {'expired':>9} {'dedup kept/back':>15} "
+            f"{'alerts':>7} {'wall s':>7}",
             flush=True,
         )
         produced = 1
@@ -310,12 +311,16 @@ def main() -> int:
             entries = s.get("govpipe_state_entries", float("nan"))
             expired = s.get("govpipe_state_expired_total", 0)
             alerts = sum(v for k, v in s.items() if k.startswith("govpipe_alerts_total"))
+            # per worker process: a restarted worker counts from 0
+            kept = s.get('govpipe_dedup_record_total{op="kept"}', 0)
+            back = s.get('govpipe_dedup_record_total{op="recalled"}', 0)
             day = (sim.clock_ms - start_ms) / DAY_MS
             rss = rss_mb(proc.pid)
             rows.append((produced, day, entries, rss, records_on, live, live_bytes))
             print(
                 f"{produced:>10,} {day:>5.1f} {entries:>9,.0f} {rss:>8,.0f} {records_on:>11,} "
-                f"{live:>10,} {live_bytes / 2**20:>8,.1f} {expired:>9,.0f} {alerts:>7,.0f} "
+                f"{live:>10,} {live_bytes / 2**20:>8,.1f} {expired:>9,.0f} "
+                f"{f'{kept:,.0f}/{back:,.0f}':>15} {alerts:>7,.0f} "
                 f"{time.monotonic() - t0:>7,.0f}",
                 flush=True,
             )

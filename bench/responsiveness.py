@@ -169,7 +169,11 @@ def main() -> int:
         )
         print(
             "SIGTERM -> exit: "
-            + (f"{exit_s:.1f} s" if exit_s is not None else "did not exit within 120 s (killed)")
+            + (
+                f"{exit_s:.1f} s (exit code {proc.returncode})"
+                if exit_s is not None
+                else "did not exit within 120 s (killed)"
+            )
         )
         overlapping = log.read_text("utf-8", "replace").count("is overlapping")
         keepalive = log.read_text("utf-8", "replace").count("keepalive is not responding")

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # the bench's Redis keys get a prefix of their own; db 5 unless REDIS_URL says otherwise
@@ -112,39 +112,6 @@ class ChangelogTail(threading.Thread):
         raise RuntimeError(f"the changelog tail did not reach {ends} (at {self.read})")
 
 
-def produce_spread(bootstrap: str, topic: str, records: list[bytes], partitions: int) -> None:
-    """Record k to partition k mod n, in order: every input partition advances through
-    event time together. (The default sticky partitioner sends runs of records to one
-    partition, hours of event time apart: stage 1's watermark alignment then pauses the
-    partitions ahead, and with 100,000 events at once a run stalled a partition for
-    minutes.)"""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "message.max.bytes": 9 * 1024 * 1024,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    errors: list[object] = []
-
-    def on_delivery(err: object, msg: object) -> None:
-        if err is not None:
-            errors.append(err)
-
-    for k, value in enumerate(records):
-        while True:
-            try:
-                producer.produce(topic, value, partition=k % partitions, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    producer.flush(60)
-    if errors:
-        raise RuntimeError(f"{len(errors)} records not delivered: {errors[0]}")
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -176,12 +143,7 @@ class Worker:
         self.proc = tp.start_worker(settings, log)
 
     def restart(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait(10)
+        tp.stop_worker(self.proc)
         self.restarts += 1
         self.log = self.log.with_name(f"worker-{self.restarts}.log")
         self.proc = tp.start_worker(self.settings, self.log)
@@ -303,7 +265,10 @@ def main() -> int:
             records = [
                 enc.batch(chunk[i : i + args.batch]) for i in range(0, len(chunk), args.batch)
             ]
-            produce_spread(bootstrap, settings.topic_events, records, partitions)
+            # record k to partition k mod n: the sticky partitioner's runs, hours of event
+            # time apart, had stage 1's watermark alignment pause the partitions ahead,
+            # and with 100,000 events at once a run stalled a partition for minutes
+            produce(bootstrap, settings.topic_events, records, spread=partitions)
             produced += n
             s = wait_handled(worker, group)
             proc = worker.proc
@@ -354,8 +319,7 @@ def main() -> int:
         if tail is not None:
             tail.stopped = True
         if proc is not None:
-            proc.terminate()
-            proc.wait(30)
+            tp.stop_worker(proc)
         tp.clear_bench_keys()
         broker.stop()
 

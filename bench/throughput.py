@@ -161,6 +161,19 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def stop_worker(*procs: subprocess.Popen[bytes]) -> None:
+    """SIGTERM every worker, then wait; one that has not exited within 30 s is killed
+    (a bench must not crash on ``TimeoutExpired`` after its figure is taken)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def worker_rate(
     settings: Settings, bootstrap: str, records: list[bytes], counts: list[int], log: Path
 ) -> tuple[float, float]:
@@ -198,8 +211,7 @@ def worker_rate(
             produce(bootstrap, settings.topic_events, records[1:])
     finally:
         consumer.close()
-        proc.terminate()
-        proc.wait(30)
+        stop_worker(proc)
     if stage != "measured" or got < expect:
         raise RuntimeError(f"only {got}/{expect} events came out ({stage}); see {log}")
     return got / max(last_ts - clock, 1e-6), warm
@@ -313,10 +325,7 @@ def pipeline_rate(
         else:
             raise RuntimeError(f"the workers did not go quiet within 900 s; see {log}")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
+        stop_worker(*procs)
     if clock is None:
         raise RuntimeError(f"no progress; see {log}")
     total = count_internal_items(bootstrap, settings.topic_subjects)
@@ -413,12 +422,7 @@ def naive_rate(
         end = handled()[1]
         time.sleep(1.0)  # let the last alerts' sends complete
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_worker(proc)
     assert clock is not None
     return (events - counts[0]) / max(end - clock, 1e-6), alerts_by_rule(
         read_topic(bootstrap, topic_alerts)
@@ -526,12 +530,7 @@ def latency(
         stop.set()
         reader.join(5)
         consumer.close()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_worker(proc)
     values = []
     for arrived, ids, window_start in sorted(arrivals, key=lambda a: a[0]):
         times = [sent[i] for i in ids if i in sent]

@@ -29,7 +29,14 @@ def produce(
     topic: str,
     values: Iterable[bytes | tuple[bytes | None, bytes]],
     partition: int | None = None,
+    spread: int | None = None,
 ) -> int:
+    """Produce ``values`` (a value, or (key, value)) and wait for every delivery.
+
+    ``partition``: all to that partition; ``spread``: record k to partition k mod
+    ``spread``, so every partition advances through the input together (the sticky
+    partitioner sends runs to one partition); neither: the producer's partitioner.
+    """
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -45,9 +52,10 @@ def produce(
         if err is not None:
             errors.append(err)
 
-    for item in values:
+    for k, item in enumerate(values):
         key, value = item if isinstance(item, tuple) else (None, item)
-        kwargs = {"partition": partition} if partition is not None else {}
+        to = partition if spread is None else k % spread
+        kwargs = {"partition": to} if to is not None else {}
         while True:
             try:
                 producer.produce(topic, value=value, key=key, on_delivery=on_delivery, **kwargs)

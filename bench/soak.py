@@ -185,9 +185,22 @@ def wait_handled(
                 "restarting the worker)",
                 flush=True,
             )
+            for line in input_partition_lines(s.web_port):
+                print(f"    {line}", flush=True)
             worker.restart()
             since = time.monotonic()
     raise RuntimeError(f"the worker did not finish within {max_s} s; see {worker.log}")
+
+
+def input_partition_lines(port: int) -> list[str]:
+    """The worker's per-input-partition gauges (lag, alignment pause, fetching, idle):
+    what a stalled worker thinks of each partition."""
+    scraped = tp.scrape(port)
+    return [
+        f"{name} = {value:g}"
+        for name, value in sorted(scraped.items())
+        if name.startswith("govpipe_input_partition_")
+    ] or ["(no /metrics answer)"]
 
 
 def flat(values: list[float]) -> tuple[bool, float]:
@@ -253,7 +266,7 @@ def main() -> int:
         print(
             f"{'events':>10} {'day':>5} {'entries':>9} {'rss MB':>8} {'changelog':>11} "
             f"{'live keys':>10} {'live MB':>8} {'expired':>9} {'dedup kept/back':>15} "
-            f"{'alerts':>7} {'wall s':>7}",
+            f"{'alerts':>7} {'broker MB':>10} {'wall s':>7}",
             flush=True,
         )
         produced = 1
@@ -281,12 +294,13 @@ def main() -> int:
             back = s.get('govpipe_dedup_record_total{op="recalled"}', 0)
             day = (sim.clock_ms - start_ms) / DAY_MS
             rss = rss_mb(proc.pid)
+            broker_mb = rss_mb(broker.pid) if broker.pid else float("nan")
             rows.append((produced, day, entries, rss, records_on, live, live_bytes))
             print(
                 f"{produced:>10,} {day:>5.1f} {entries:>9,.0f} {rss:>8,.0f} {records_on:>11,} "
                 f"{live:>10,} {live_bytes / 2**20:>8,.1f} {expired:>9,.0f} "
                 f"{f'{kept:,.0f}/{back:,.0f}':>15} {alerts:>7,.0f} "
-                f"{time.monotonic() - t0:>7,.0f}",
+                f"{broker_mb:>10,.0f} {time.monotonic() - t0:>7,.0f}",
                 flush=True,
             )
         after = [r for r in rows if r[1] >= WARM_UP_DAYS]

@@ -25,7 +25,7 @@ from pipeline.evidence.codec import EvidenceCodec
 from pipeline.evidence.codec import record_key as evidence_key
 from pipeline.flow.route import stage1_subjects
 from pipeline.flow.schemas import SchemaResolver
-from pipeline.flow.stage1 import Enricher, SourceRecord, Stage1
+from pipeline.flow.stage1 import Enricher, InputPartitionView, SourceRecord, Stage1
 from pipeline.flow.stage2 import Stage2
 from pipeline.flow.stage2_runner import (
     AlertMessage,
@@ -295,7 +295,8 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         paused.update(ahead)
 
     async def caught_up() -> dict[int, bool]:
-        """Per owned input partition: has stage 1 read everything up to its end offset?"""
+        """Per owned input partition: has stage 1 read everything up to its end offset?
+        Also records each partition's lag and fetch state for /metrics."""
         tps = [tp for tp in app.consumer.assignment() if tp.topic == settings.topic_events]
         owned = {tp.partition for tp in tps}
         stage1.inputs.revoke(stage1.inputs.owned - owned)
@@ -304,19 +305,30 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         if total:
             stage1.inputs.partitions = int(total)
         if not tps:
+            stage1.stats.inputs = {}
             return {}
         ends = await app.consumer.highwaters(*tps)
+        # faust's own view: a partition is fetched when it is in the consumer's active
+        # set (not paused by us, by a rebalance, or by a full stream buffer).
+        active = getattr(app.consumer, "_active_partitions", None)
         out: dict[int, bool] = {}
+        views: dict[int, InputPartitionView] = {}
         for tp in tps:
             end = ends.get(tp)
             read = stage1.inputs.read_up_to(tp.partition)
-            if end is None:
-                out[tp.partition] = False
-            elif read is not None:
-                out[tp.partition] = read + 1 >= end
-            else:
+            if read is None:
                 position = await app.consumer.position(tp)
-                out[tp.partition] = position is not None and position >= end
+                next_offset = position if position is not None else None
+            else:
+                next_offset = read + 1
+            out[tp.partition] = end is not None and next_offset is not None and next_offset >= end
+            views[tp.partition] = InputPartitionView(
+                lag=None if end is None or next_offset is None else max(0, end - next_offset),
+                aligned_pause=tp.partition in paused,
+                fetching=active is None or tp in active,
+                idle=stage1.inputs.is_idle(tp.partition),
+            )
+        stage1.stats.inputs = views
         return out
 
     async def stage1_tick() -> None:

@@ -122,6 +122,34 @@ def render(
         "Dead-lettered records or events by error code.",
         [({"code": code}, n) for code, n in sorted(_dlq_by_code(stage1, stage2).items())],
     )
+    inputs = sorted(stage1.inputs.items())
+    w.metric(
+        "govpipe_input_partition_lag",
+        "gauge",
+        "Records of an owned input partition not read yet (end offset - next offset), "
+        "at the last watermark tick.",
+        [({"partition": str(p)}, v.lag) for p, v in inputs if v.lag is not None],
+    )
+    w.metric(
+        "govpipe_input_partition_paused",
+        "gauge",
+        "1 while watermark alignment holds an input partition (ahead of the slowest).",
+        [({"partition": str(p)}, int(v.aligned_pause)) for p, v in inputs],
+    )
+    w.metric(
+        "govpipe_input_partition_fetching",
+        "gauge",
+        "1 while the consumer fetches an input partition (0: paused by alignment, a "
+        "rebalance or a full stream buffer).",
+        [({"partition": str(p)}, int(v.fetching)) for p, v in inputs],
+    )
+    w.metric(
+        "govpipe_input_partition_idle",
+        "gauge",
+        "1 while an input partition is idle (caught up and silent): it does not hold "
+        "the watermark back.",
+        [({"partition": str(p)}, int(v.idle)) for p, v in inputs],
+    )
     w.metric(
         "govpipe_secrets_redacted_total",
         "counter",

@@ -96,6 +96,12 @@ class EmbeddedBroker:
                     ) from None
                 time.sleep(0.1)
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benches read its memory)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -59,6 +59,19 @@ class Stage1Output:
     events: int = 0
 
 
+@dataclass(slots=True)
+class InputPartitionView:
+    """One owned input partition as the last watermark tick saw it (for /metrics)."""
+
+    #: records between what stage 1 has read and the partition's end offset
+    lag: int | None
+    #: held by watermark alignment (running ahead of the slowest partition)
+    aligned_pause: bool
+    #: the consumer would fetch it now (not paused by alignment, a rebalance or a full buffer)
+    fetching: bool
+    idle: bool
+
+
 @dataclass
 class Stage1Stats:
     records_in: int = 0
@@ -69,6 +82,8 @@ class Stage1Stats:
     redis_seconds_sum: float = 0.0
     redis_calls: int = 0
     newest_event_ms: int | None = None
+    #: input partition -> its view at the last tick (app.py's stage1_tick)
+    inputs: dict[int, InputPartitionView] = field(default_factory=dict)
 
 
 class Stage1:

@@ -115,6 +115,10 @@ class InputTracker:
                 changed = True
         return changed
 
+    def is_idle(self, partition: int) -> bool:
+        state = self._inputs.get(partition)
+        return state is not None and state.idle
+
     def read_up_to(self, partition: int) -> int | None:
         """The offset of the last record read from ``partition`` since assignment."""
         state = self._inputs.get(partition)

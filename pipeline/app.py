@@ -23,6 +23,7 @@ from pipeline.enrichment.readiness import RegistryWatch
 from pipeline.evidence import EvidenceThresholds
 from pipeline.evidence.codec import EvidenceCodec
 from pipeline.evidence.codec import record_key as evidence_key
+from pipeline.flow.inputwatch import InputWatch
 from pipeline.flow.route import stage1_subjects
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, InputPartitionView, SourceRecord, Stage1
@@ -228,6 +229,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         metrics_lateness_ms=settings.metrics_lateness_s * 1000,
         grace_ms=grace_ms,
         evidence=EvidenceThresholds.from_specs(engine.specs) if settings.evidence else None,
+        abandoned_after_ms=settings.abandoned_after_s * 1000,
     )
     metric_codec = MetricCodec.from_settings(settings, fmt=settings.metrics_format)
     metric_codec.register()
@@ -255,6 +257,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
     stage1_lock = asyncio.Lock()
     max_skew_ms = settings.max_partition_skew_s * 1000
     paused: set[int] = set()
+    inputs_watch = InputWatch()
 
     async def stage1_agent(stream: Any) -> None:
         # Each group's output is enqueued and the next group handled while it is in
@@ -282,9 +285,22 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             await (deliver(sent) if futures is None else confirm(sent, futures))
             align()
 
+    generation = [-1]
+
     def align() -> None:
         """Watermark alignment (as Flink's): pause input partitions running more than
-        the allowed skew ahead of the slowest active one; resume them when it catches up."""
+        the allowed skew ahead of the slowest active one; resume them when it catches up.
+
+        Not during a rebalance: faust pauses every partition then and resumes them all
+        once recovery has sought them back to their committed offsets; a resume of ours
+        in between could fetch before that seek (the #596 window, faust_fixes.py). So
+        after a rebalance our pauses are void and are worked out again."""
+        if getattr(app, "rebalancing", False):
+            return
+        current = getattr(app, "consumer_generation_id", 0)
+        if current != generation[0]:
+            generation[0] = current
+            paused.clear()  # faust resumed every stream partition at the rebalance's end
         ahead = stage1.inputs.ahead(max_skew_ms)
         pause, resume = ahead - paused, paused - ahead
         if pause:
@@ -293,6 +309,40 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             app.consumer.resume_partitions({TP(settings.topic_events, p) for p in resume})
         paused.clear()
         paused.update(ahead)
+
+    def watch_inputs() -> None:
+        """Say once when an input partition with records left is neither held by
+        alignment nor read for a minute, with the consumer's view, and resume it if
+        the consumer is not fetching it (flow/inputwatch.py)."""
+        if getattr(app, "rebalancing", False):
+            return
+        views = stage1.stats.inputs
+        stalled = inputs_watch.check(
+            stage1.clock(),
+            {p: stage1.inputs.read_up_to(p) for p in views},
+            {p: v.lag for p, v in views.items()},
+            set(paused),
+        )
+        consumer = app.consumer
+        for p in stalled:
+            tp = TP(settings.topic_events, p)
+            view = views[p]
+            log.warning(
+                "input partition %d: %s records left and nothing read for %.0f s "
+                "(fetching=%s, paused by faust=%s, buffer full=%s, aligned=%s, idle=%s)%s",
+                p,
+                view.lag,
+                inputs_watch.stall_s,
+                view.fetching,
+                tp in getattr(consumer, "_paused_partitions", ()),
+                tp in getattr(consumer, "_buffered_partitions", ()),
+                view.aligned_pause,
+                view.idle,
+                "; resuming it" if not view.fetching else "",
+            )
+            if not view.fetching:
+                consumer.resume_partitions({tp})
+        stage1.stats.input_stalls = dict(inputs_watch.stalls)
 
     async def caught_up() -> dict[int, bool]:
         """Per owned input partition: has stage 1 read everything up to its end offset?
@@ -338,6 +388,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             log.debug("input end offsets unavailable (%s)", exc)
             return
         align()
+        watch_inputs()
         async with stage1_lock:
             messages: list[Outgoing] = [
                 (subjects_topic, {"value": value, "partition": partition})

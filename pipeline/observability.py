@@ -144,6 +144,13 @@ def render(
         [({"partition": str(p)}, int(v.fetching)) for p, v in inputs],
     )
     w.metric(
+        "govpipe_input_stalls_total",
+        "counter",
+        "Times an input partition with records left was neither held by alignment nor "
+        "read for a minute (logged with the consumer's view).",
+        [({"partition": str(p)}, n) for p, n in sorted(stage1.input_stalls.items())],
+    )
+    w.metric(
         "govpipe_input_partition_idle",
         "gauge",
         "1 while an input partition is idle (caught up and silent): it does not hold "
@@ -300,6 +307,13 @@ def render(
         "counter",
         "Finished subjects deleted from the stage-2 Table (a changelog tombstone each).",
         [({}, stage2.subjects_expired)],
+    )
+    w.metric(
+        "govpipe_state_abandoned_total",
+        "counter",
+        "Of the deleted subjects, tasks never completed and approvals never decided, "
+        "silent for GOVPIPE_ABANDONED_AFTER_S.",
+        [({}, stage2.subjects_abandoned)],
     )
     w.metric(
         "govpipe_dedup_record_total",

@@ -84,6 +84,8 @@ class Stage1Stats:
     newest_event_ms: int | None = None
     #: input partition -> its view at the last tick (app.py's stage1_tick)
     inputs: dict[int, InputPartitionView] = field(default_factory=dict)
+    #: input partition -> stalls the watchdog saw (flow/inputwatch.py)
+    input_stalls: dict[int, int] = field(default_factory=dict)
 
 
 class Stage1:

@@ -81,6 +81,24 @@ def test_metrics_endpoint_counters_move(settings_factory, worker_factory) -> Non
     ):
         assert expected in names, expected
     assert after["govpipe_redis_errors_total"] == 0
+    # every owned input partition has its lag and fetch state; all read to the end
+    # within a few watermark ticks, fetched, none held by alignment (one timeline)
+    partitions = settings.events_partitions
+    deadline = time.monotonic() + 30
+    while True:
+        samples = scrape(port)
+        lags = [
+            samples.get(f'govpipe_input_partition_lag{{partition="{p}"}}')
+            for p in range(partitions)
+        ]
+        if all(lag == 0 for lag in lags) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert lags == [0] * partitions, lags
+    for p in range(partitions):
+        assert samples[f'govpipe_input_partition_fetching{{partition="{p}"}}'] == 1
+        assert samples[f'govpipe_input_partition_paused{{partition="{p}"}}'] == 0
+    assert not any(n.startswith("govpipe_input_stalls_total{") for n in samples)
     assert worker.alive()
     assert leaked not in worker.log_text()
     assert orjson.dumps(leaked).decode().strip('"') not in worker.log_text()

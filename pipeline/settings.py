@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     #: Watermark alignment: stage 1 pauses an input partition whose event time runs
     #: this far ahead of the slowest active one it owns (bounds waiting state in backfills).
     max_partition_skew_s: int = Field(3600, ge=60)
+    #: A task never completed or an approval never decided is expired after this long
+    #: with no event and no finding about it (0: never): abandoned work must not grow
+    #: the state for months. Its findings stand; a later event starts a fresh state.
+    abandoned_after_s: int = Field(30 * 86400, ge=0)
     metrics_format: Literal["avro", "json"] = "avro"
     #: Task evidence dossiers (docs/contracts/evidence.md): every event of a task also
     #: reaches the task's stage-2 subject, which publishes its dossier.

@@ -9,7 +9,9 @@ never the wall clock), once nothing it holds can still matter:
 * ``approval``: decided and judged; then the approval detectors' longest window;
 * ``credential``: revoked, or past its ``expires_at``; then the credential detectors'
   longest window (SP-03's 7 days, SP-07's day: read from the effective specs);
-* ``identity``, ``approver``, ``requester``: idle for their detectors' longest window.
+* ``identity``, ``approver``, ``requester``: idle for their detectors' longest window;
+* a task never completed or an approval never decided: *abandoned*, once silent (no
+  event, no finding notice) for ``abandoned_after`` (``GOVPIPE_ABANDONED_AFTER_S``).
 
 Never while a detector timer or a held event is pending (``engine.next_deadline``),
 and never sooner than the allowed lateness after the subject's newest event (a
@@ -104,9 +106,13 @@ class Horizons:
     keep: Mapping[str, int]
     dedup: Mapping[str, int]
     lateness: int
+    #: silence after which an unfinished task or approval is dropped (0: never)
+    abandoned_after: int = 0
 
     @classmethod
-    def of(cls, specs: Iterable[DetectorSpec], lateness_ms: int) -> Horizons:
+    def of(
+        cls, specs: Iterable[DetectorSpec], lateness_ms: int, abandoned_after_ms: int = 0
+    ) -> Horizons:
         """A kind is kept for the longest span of the detectors that read it, and of
         those whose findings reach it as notices: any ``marks_task_unsafe`` detector
         can name a task, the ``discredits_approvals`` ones name approvals."""
@@ -122,13 +128,20 @@ class Horizons:
             for kind in reached:
                 keep[kind] = max(keep.get(kind, 0), span)
             dedup[spec.subject] = max(dedup.get(spec.subject, 0), _dedup_ms(spec))
-        return cls(keep, dedup, lateness_ms)
+        return cls(keep, dedup, lateness_ms, abandoned_after_ms)
 
     def keep_ms(self, kind: str) -> int:
         """The kind's span plus the allowed lateness: a finding raised when the
         watermark closes a window travels to the subject it names as a notice, and
         a stage-1 replay's duplicates must still meet the subject's ``_seen``."""
         return self.keep.get(kind, 0) + self.lateness
+
+    def abandoned_at(self, kind: str, newest: int | None) -> int | None:
+        """When an unfinished subject silent since ``newest`` counts as abandoned: never
+        sooner than its kind's horizon (a window that reads it may still be open)."""
+        if not self.abandoned_after or newest is None:
+            return None
+        return newest + max(self.abandoned_after, self.keep_ms(kind))
 
     def dedup_ms(self, kind: str) -> int:
         return self.dedup.get(kind, DEFAULT_DEDUP_S * 1000)
@@ -188,12 +201,16 @@ def expires_at(
     elif kind == "task":
         task = read_task_outcomes(state)
         done = task.get("done")
-        if not done or dossier_open or (task.get("creds") and not done.get("judged")):
+        if not done:
+            return horizons.abandoned_at(kind, newest)
+        if dossier_open or (task.get("creds") and not done.get("judged")):
             return None
         end = int(done["t"]) + grace_ms
     elif kind == "approval":
         dec = read_approval_outcomes(state).get("dec")
-        if not dec or not dec.get("judged"):
+        if not dec:
+            return horizons.abandoned_at(kind, newest)
+        if not dec.get("judged"):
             return None
         end = int(dec["t"])
     elif kind == "credential":
@@ -210,6 +227,19 @@ def expires_at(
     if newest is not None:
         end = max(end, newest)
     return end + horizons.keep_ms(kind)
+
+
+def unfinished(key: str, state: Mapping[str, Any]) -> bool:
+    """A task not completed or an approval not decided (expired only as abandoned)."""
+    kind = key.partition(":")[0]
+    meta = state.get(META)
+    if not meta or meta[0] is None:
+        return False  # only finding notices reached it: expired as idle
+    if kind == "task":
+        return not read_task_outcomes(state).get("done")
+    if kind == "approval":
+        return not read_approval_outcomes(state).get("dec")
+    return False
 
 
 # ---- the dedup record -----------------------------------------------------------------

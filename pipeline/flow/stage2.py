@@ -275,6 +275,8 @@ class Stage2Stats:
     state_entries: int = 0
     #: subjects deleted from the Table because they were finished (``flow/expiry.py``)
     subjects_expired: int = 0
+    #: of those, tasks never completed and approvals never decided
+    subjects_abandoned: int = 0
     #: expired subjects whose alert ids are kept in the dedup records, and of them
     #: the ones that came back and took their ids back
     dedup_kept: int = 0
@@ -303,6 +305,7 @@ class Stage2:
         metrics_lateness_ms: int = 15 * 60_000,
         grace_ms: int = 300_000,
         evidence: EvidenceThresholds | None = None,
+        abandoned_after_ms: int = 0,
     ) -> None:
         self.engine = engine
         #: thresholds of the task dossiers (None: evidence off, no dossier state kept)
@@ -318,7 +321,9 @@ class Stage2:
         self.max_ttl_ms = max_ttl_from(engine)
         #: how long finished subjects and their alert ids are kept, from the effective
         #: specs (flow/expiry.py)
-        self.horizons = expiry.Horizons.of(engine.specs.values(), allowed_lateness_ms)
+        self.horizons = expiry.Horizons.of(
+            engine.specs.values(), allowed_lateness_ms, abandoned_after_ms
+        )
         self.stats = Stage2Stats()
         #: partition → heap of (deadline, subject key); rebuilt from the store.
         #: Detector and task timers run on the detection watermark; metric windows
@@ -438,6 +443,8 @@ class Stage2:
                 self.stats.dedup_kept += 1
         dirty[key] = None
         self.stats.subjects_expired += 1
+        if expiry.unfinished(key, state):
+            self.stats.subjects_abandoned += 1
 
     def _recall(
         self, store: StateStore, dirty: dict[str, Any], partition: int, key: str

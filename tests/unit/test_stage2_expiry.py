@@ -33,8 +33,10 @@ def progress_every_record(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def stage(policy: Policy | None = None) -> Stage2:
-    return Stage2(DetectionEngine(policy), 1, LATENESS, "test")
+def stage(policy: Policy | None = None, abandoned_after_ms: int = 0) -> Stage2:
+    return Stage2(
+        DetectionEngine(policy), 1, LATENESS, "test", abandoned_after_ms=abandoned_after_ms
+    )
 
 
 class Pipe:
@@ -42,15 +44,16 @@ class Pipe:
     come back to it in its next record, as through the internal topic; expiry runs on
     the relayed progress, so it needs them."""
 
-    def __init__(self, policy: Policy | None = None) -> None:
+    def __init__(self, policy: Policy | None = None, abandoned_after_ms: int = 0) -> None:
         self.policy = policy
-        self.s = stage(policy)
+        self.abandoned_after_ms = abandoned_after_ms
+        self.s = stage(policy, abandoned_after_ms)
         self.store = Store()
         self.back: list[Any] = []
         self.offset = 0
 
     def restart(self) -> None:
-        self.s = stage(self.policy)  # a new worker over the same changelog
+        self.s = stage(self.policy, self.abandoned_after_ms)  # same changelog, new worker
 
     def feed(self, events: list[dict], wm: int | None = None) -> Any:
         items = route(events, 1, self.s.engine.subject_kinds_for).get(0, []) if events else []
@@ -134,6 +137,63 @@ def test_unfinished_task_is_kept() -> None:
     pipe.feed(task_events(1, T0)[:2])  # issued and used, never completed
     pipe.advance(T0 + 60 * DAY)
     assert "task:task-1" in store
+
+
+ABANDON = 30 * DAY
+
+
+def test_unfinished_task_is_dropped_once_abandoned_not_before() -> None:
+    pipe = Pipe(abandoned_after_ms=ABANDON)
+    store = pipe.store
+    pipe.feed(task_events(1, T0)[:2])  # issued and used, never completed
+    last = T0 + 1000  # the action: the task's newest event
+    pipe.advance(last + ABANDON - 1)
+    assert "task:task-1" in store
+    outs = pipe.advance(last + ABANDON)
+    assert "task:task-1" not in store
+    assert ("task:task-1", None, None) in [w for o in outs for w in o.writes]
+    assert pipe.s.stats.subjects_abandoned == 1
+    # the credential (expired after its hour + SP-03's week) was finished, not abandoned
+    assert "credential:cred-1" not in store
+    assert pipe.s.stats.subjects_expired > pipe.s.stats.subjects_abandoned
+
+
+def test_abandonment_counts_from_the_newest_event() -> None:
+    pipe = Pipe(abandoned_after_ms=ABANDON)
+    store = pipe.store
+    pipe.feed(task_events(1, T0)[:2])
+    later = T0 + 20 * DAY
+    pipe.feed([enriched("action", later, event_id="late-a", task_id="task-1")], wm=later)
+    pipe.advance(T0 + 1000 + ABANDON)  # silent 30 days since the first action, not the last
+    assert "task:task-1" in store
+    pipe.advance(later + ABANDON)
+    assert "task:task-1" not in store
+
+
+def test_abandonment_is_never_sooner_than_the_kinds_horizon() -> None:
+    pipe = Pipe(abandoned_after_ms=MINUTE)  # shorter than the task horizon (7 days)
+    store = pipe.store
+    pipe.feed(task_events(1, T0)[:2])
+    horizon = pipe.s.horizons.keep_ms("task")
+    pipe.advance(T0 + 1000 + horizon - 1)
+    assert "task:task-1" in store
+    pipe.advance(T0 + 1000 + horizon)
+    assert "task:task-1" not in store
+
+
+def test_undecided_approval_is_dropped_once_abandoned() -> None:
+    pipe = Pipe(abandoned_after_ms=ABANDON)
+    store = pipe.store
+    requested = enriched(
+        "approval.requested", T0, event_id="q-1", approval_id="ap-1", identity_id="agent-1"
+    )
+    pipe.feed([requested])
+    pipe.advance(T0 + ABANDON - 1)
+    assert "approval:ap-1" in store
+    pipe.advance(T0 + ABANDON)
+    assert "approval:ap-1" not in store
+    assert "task:task-1" not in store  # the request's task (the factory's task-1), too
+    assert pipe.s.stats.subjects_abandoned == 2
 
 
 def test_revoked_credential_is_kept_for_sp03s_window() -> None:

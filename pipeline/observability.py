@@ -148,7 +148,10 @@ def render(
         "counter",
         "Times an input partition with records left was neither held by alignment nor "
         "read for a minute (logged with the consumer's view).",
-        [({"partition": str(p)}, n) for p, n in sorted(stage1.input_stalls.items())],
+        [
+            ({"partition": str(p)}, stage1.input_stalls.get(p, 0))
+            for p in sorted({*stage1.inputs, *stage1.input_stalls})
+        ],
     )
     w.metric(
         "govpipe_input_partition_idle",

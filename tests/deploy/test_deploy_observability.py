@@ -25,7 +25,7 @@ import yaml
 
 from pipeline.enrichment.cache import CacheStats
 from pipeline.enrichment.readiness import status_of
-from pipeline.flow.stage1 import Stage1Stats
+from pipeline.flow.stage1 import InputPartitionView, Stage1Stats
 from pipeline.flow.stage2 import Stage2Stats
 from pipeline.observability import CORRECTED, GOVERNANCE_COUNTERS, governance_metric_name, render
 
@@ -62,6 +62,10 @@ def exported_names() -> set[str]:
         redis_seconds_sum=0.84,
         redis_calls=120,
         newest_event_ms=int(now * 1000) - 2_500,
+        inputs={
+            p: InputPartitionView(lag=3 * p, aligned_pause=p == 2, fetching=p != 2, idle=False)
+            for p in range(3)
+        },
     )
     stage2 = Stage2Stats(
         items_in=90_000,
@@ -215,6 +219,7 @@ def test_dashboard_and_rules_cover_every_exported_family_that_matters() -> None:
         "govpipe_registry_ready",
         "govpipe_redis_errors_total",
         "govpipe_broker_errors_total",
+        "govpipe_input_stalls_total",
         *(governance_metric_name(c) for c in GOVERNANCE_COUNTERS),
         *(f"govpipe_{c}_corrections_total" for c in CORRECTED),
     ):

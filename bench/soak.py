@@ -93,6 +93,15 @@ class ChangelogTail(threading.Thread):
                     self.read[m.partition()] = m.offset() + 1
                     self.records += 1
 
+    def by_kind(self) -> dict[str, int]:
+        """Live bytes by key kind (``task``, ``credential``, ``__redo__``, ...)."""
+        out: dict[str, int] = {}
+        with self.lock:
+            for (_, key), size in self.live.items():
+                kind = key.strip(b'"').split(b":", 1)[0].decode(errors="replace")
+                out[kind] = out.get(kind, 0) + size
+        return out
+
     def ends(self) -> dict[int, int]:
         return {
             p: self.meta.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
@@ -301,6 +310,12 @@ def main() -> int:
                 f"{live:>10,} {live_bytes / 2**20:>8,.1f} {expired:>9,.0f} "
                 f"{f'{kept:,.0f}/{back:,.0f}':>15} {alerts:>7,.0f} "
                 f"{broker_mb:>10,.0f} {time.monotonic() - t0:>7,.0f}",
+                flush=True,
+            )
+            kinds = sorted(tail.by_kind().items(), key=lambda kv: -kv[1])
+            print(
+                "           live MB by kind: "
+                + ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in kinds if v >= 2**20 // 10),
                 flush=True,
             )
         after = [r for r in rows if r[1] >= WARM_UP_DAYS]

@@ -128,6 +128,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
 def topic_end(meta: Consumer, topic: str) -> int:
     """Records on ``topic``: the sum of its partitions' end offsets."""
     partitions = meta.list_topics(topic, timeout=10).topics[topic].partitions
@@ -279,9 +286,21 @@ def main() -> int:
             flush=True,
         )
         produced = 1
-        rows: list[tuple[int, float, float, float, int, int, int]] = []
+        rows: list[tuple[int, float, float, float, int, int, int, float]] = []
         t0 = time.monotonic()
         while produced < args.events:
+            # The embedded broker keeps every record in memory: stop before the machine
+            # runs out (the next chunk needs about what the last one took, with margin).
+            if len(rows) >= 2:
+                need = 1.5 * (rows[-1][7] - rows[-2][7] + rows[-1][3] - rows[-2][3]) + 1024
+                if mem_available_mb() < need:
+                    print(
+                        f"  stopped at {produced:,} events: {mem_available_mb():,.0f} MB "
+                        f"available, the next chunk needs ~{need:,.0f} MB (the embedded "
+                        "broker keeps every record in memory)",
+                        flush=True,
+                    )
+                    break
             n = min(args.every - (produced % args.every or 0), args.events - produced)
             chunk = sim.events(n)
             records = [
@@ -304,7 +323,7 @@ def main() -> int:
             day = (sim.clock_ms - start_ms) / DAY_MS
             rss = rss_mb(proc.pid)
             broker_mb = rss_mb(broker.pid) if broker.pid else float("nan")
-            rows.append((produced, day, entries, rss, records_on, live, live_bytes))
+            rows.append((produced, day, entries, rss, records_on, live, live_bytes, broker_mb))
             print(
                 f"{produced:>10,} {day:>5.1f} {entries:>9,.0f} {rss:>8,.0f} {records_on:>11,} "
                 f"{live:>10,} {live_bytes / 2**20:>8,.1f} {expired:>9,.0f} "

@@ -455,10 +455,14 @@ def latency(
     sim = Simulator(seed=seed, rate=rate, violations={"SP-01": violation, "AZ-01": violation})
     load_registry(sim.registry())
     sent: dict[str, float] = {}
-    arrivals: list[tuple[float, list[str], Any]] = []
+    arrivals: list[tuple[float, list[str], Any, float]] = []
+    #: event id -> when stage 1 produced its first internal record (its CreateTime)
+    routed: dict[str, float] = {}
     stop = threading.Event()
     consumer = bench_consumer(bootstrap, "lat", {"fetch.wait.max.ms": 10})
     assign_all(consumer, settings.topic_alerts)
+    internal = bench_consumer(bootstrap, "lat-internal", {"fetch.wait.max.ms": 10})
+    assign_all(internal, settings.topic_subjects)
 
     def follow() -> None:
         while not stop.is_set():
@@ -468,11 +472,25 @@ def latency(
                 now = time.time()
                 body = orjson.loads(m.value())
                 ids = list(body.get("evidence", {}).get("event_ids") or [])
-                arrivals.append((now, ids, body.get("window_start")))
+                # CreateTime: when stage 2 handed the alert to its producer
+                arrivals.append((now, ids, body.get("window_start"), m.timestamp()[1] / 1000))
+
+    def follow_internal() -> None:
+        while not stop.is_set():
+            for m in internal.consume(500, timeout=0.05):
+                if m.error() or m.value() is None:
+                    continue
+                at = m.timestamp()[1] / 1000
+                for item in decode_subject_batch(m.value())[1]:
+                    event = getattr(item, "event", None)
+                    if event is not None:
+                        routed.setdefault(event["event_id"], at)
 
     proc = start_worker(settings, log)
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
+    internal_reader = threading.Thread(target=follow_internal, daemon=True)
+    internal_reader.start()
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
     )
@@ -529,14 +547,26 @@ def latency(
     finally:
         stop.set()
         reader.join(5)
+        internal_reader.join(5)
         consumer.close()
+        internal.close()
         stop_worker(proc)
-    values = []
-    for arrived, ids, window_start in sorted(arrivals, key=lambda a: a[0]):
-        times = [sent[i] for i in ids if i in sent]
+    values: list[float] = []
+    hops: list[tuple[float, float, float]] = []
+    for arrived, ids, window_start, created in sorted(arrivals, key=lambda a: a[0]):
+        times = [(sent[i], i) for i in ids if i in sent]
         if window_start is None and times:
-            values.append(arrived - max(times))
+            t, last = max(times)
+            values.append(arrived - t)
+            if last in routed:
+                hops.append((routed[last] - t, created - routed[last], arrived - created))
+    LAST_HOPS[:] = hops
     return values, produced, achieved, behind
+
+
+#: per alert of the last ``latency`` run: (stage 1: produce -> internal record,
+#: stage 2: internal record -> alert produced, alert -> the bench's consumer), seconds
+LAST_HOPS: list[tuple[float, float, float]] = []
 
 
 def run_case(
@@ -687,6 +717,21 @@ def main() -> int:
                     f"p99 {percentile(values, 0.99) * 1000:,.0f} ms, "
                     f"max {max(values) * 1000:,.0f} ms (target p99 < 1 s at 2,000)"
                 )
+                if LAST_HOPS:
+                    print(
+                        "        where it goes (p50 / p99, ms; record CreateTimes, one clock): "
+                        + ", ".join(
+                            f"{name} {percentile([h[i] for h in LAST_HOPS], 0.5) * 1000:,.0f}"
+                            f" / {percentile([h[i] for h in LAST_HOPS], 0.99) * 1000:,.0f}"
+                            for i, name in enumerate(
+                                (
+                                    "produce -> stage 1 routed it",
+                                    "-> stage 2 sent the alert",
+                                    "-> alert read",
+                                )
+                            )
+                        )
+                    )
                 half = len(values) // 2
                 if half:
                     print(

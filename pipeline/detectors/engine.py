@@ -8,8 +8,8 @@ replay or a crash-restart reproduces alerts (and their ids) exactly.
 
 State layout for one subject (``detectors/state.py``): ``state[detector_id]`` is that
 detector's own state (``DEADLINE`` inside asks for a timer), ``HELD`` the events held
-for the windowed detectors, ``ALERTS`` the alert dedup bookkeeping of
-``alerts.record_alert``; the other reserved parts belong to stage 2.
+for the windowed detectors (compact: ``detectors/held.py``), ``ALERTS`` the alert
+dedup bookkeeping of ``alerts.record_alert``; the other reserved parts belong to stage 2.
 
 Quarantine: with an ``errors`` list, a detector that raises does not stop the
 others. Its own state for that subject is never left half-updated: a detector that
@@ -64,6 +64,7 @@ from pipeline.detectors.base import (
     Severity,
     State,
 )
+from pipeline.detectors.held import pack, unpack
 from pipeline.detectors.policy import (
     DEFAULT_DEDUP_S,
     DEFAULT_POLICY,
@@ -206,12 +207,14 @@ class DetectionEngine:
         ready: list[Event] = []
         reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
         if windowed_types:
-            held = reserved.get(HELD)
+            held = reserved.get(HELD) or []
             wanted = [e for e in events if e["event_type"] in windowed_types]
             if wanted or held:
-                pool = (held or []) + wanted
-                ready = [e for e in pool if e["event_time"] <= watermark]
-                rest = [e for e in pool if e["event_time"] > watermark] if ready else pool
+                # held in compact form (``detectors/held.py``), whole again once ready
+                ready = [unpack(e) for e in held if e["event_time"] <= watermark]
+                ready += [e for e in wanted if e["event_time"] <= watermark]
+                rest = [e for e in held if e["event_time"] > watermark] if ready else held[:]
+                rest += [pack(e) for e in wanted if e["event_time"] > watermark]
                 if rest:
                     reserved[HELD] = rest
                 else:

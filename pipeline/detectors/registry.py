@@ -45,6 +45,7 @@ MACHINERY = frozenset(
         "common",
         "engine",
         "frameworks",
+        "held",
         "kinds",
         "policy",
         "registry",

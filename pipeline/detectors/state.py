@@ -11,7 +11,8 @@ a detector's id       that detector        its own JSON dict (docs/rules.md: a r
                                            state is a dict by contract); ``DEADLINE``
                                            inside asks the engine for a timer
 ``HELD`` _held        detectors/engine     events held for the windowed detectors until
-                                           the watermark passes them (whole events)
+                                           the watermark passes them (compact, with
+                                           ``event_time``: detectors/held.py)
 ``ALERTS`` _alerts    detectors/alerts     alert id -> ``AlertEntry`` (dedup)
 ``OUTCOMES`` _m       flow/outcomes        ``TaskOutcomes`` or ``ApprovalOutcomes``
 ``DOSSIER`` _ev       flow/dossiers        a task's dossier state (evidence/dossier.py)
@@ -192,6 +193,7 @@ class ReviewRelay(TypedDict):
 class SubjectParts(TypedDict, total=False):
     """The reserved parts of a subject's state (a detector's part: ``detector_part``)."""
 
+    #: ``held.pack``'s form (or whole events, as written before it): ``held.unpack``
     _held: list[Event]
     _alerts: dict[str, AlertJson]
     _m: dict[str, Any]

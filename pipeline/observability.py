@@ -227,6 +227,13 @@ def render(
         [({}, stage2.registry_gap_events)],
     )
     w.metric(
+        "govpipe_revocations_relayed_total",
+        "counter",
+        "Revocations without task_id that stage 1 could not route to their task (the "
+        "credential's Redis hash had lost it) and stage 2 relayed from the credential.",
+        [({}, stage2.revocations_relayed)],
+    )
+    w.metric(
         "govpipe_timers_fired_total",
         "counter",
         "Absence checks fired by the watermark.",

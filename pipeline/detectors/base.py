@@ -51,6 +51,10 @@ DEFAULT_DEDUP_S = HOUR // SECOND
 #: such an event to ``needs_registry`` detectors. Internal, like ``_secrets``: never in
 #: an alert, a metric, a dossier or a dead letter.
 REGISTRY_GAP = "_registry_gap"
+#: Set by stage 2 on a ``credential.revoked`` it relays from the credential's subject
+#: to its task because stage 1 could not route it there (flow/stage2.py,
+#: ``_relay_revocations``); the task's subject removes it before anything reads the event.
+RELAYED = "_relayed"
 
 
 @dataclass(frozen=True, slots=True)

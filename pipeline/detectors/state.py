@@ -19,6 +19,8 @@ a detector's id       that detector        its own JSON dict (docs/rules.md: a r
 ``RELAY`` _rv         flow/dossiers        an approval's ``ReviewRelay``
 ``SEEN`` _seen        flow/stage2          event and notice id -> time (duplicates)
 ``META`` _x           flow/expiry          ``SubjectMeta`` (when it may expire)
+``TASK`` _tk          flow/stage2          a credential's task id, from its issuance
+                                           (relays revocations Redis could not route)
 ====================  ===================  ============================================
 
 Reserved parts start with ``_``; every other key is a detector's. A metric window entry
@@ -53,6 +55,7 @@ DOSSIER: Final = "_ev"
 RELAY: Final = "_rv"
 SEEN: Final = "_seen"
 META: Final = "_x"
+TASK: Final = "_tk"
 #: Keys of a metric window entry (``MetricState``).
 SOURCES: Final = "_src"
 WINDOWS: Final = "mw"
@@ -201,6 +204,7 @@ class SubjectParts(TypedDict, total=False):
     _rv: ReviewRelay
     _seen: dict[str, int]
     _x: list[int | None]
+    _tk: str
 
 
 class MetricState(TypedDict, total=False):

@@ -35,14 +35,16 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from pipeline.detectors.base import REGISTRY_GAP
+from pipeline.detectors.base import REGISTRY_GAP, RELAYED
 from pipeline.detectors.engine import DetectionEngine, DetectorError
 from pipeline.detectors.kinds import provided
+from pipeline.detectors.registry import subject_value
 from pipeline.detectors.state import (
     ALERTS,
     DOSSIER,
     SEEN,
     SOURCES,
+    TASK,
     WINDOWS,
     SubjectParts,
     metric_state,
@@ -64,6 +66,7 @@ from pipeline.flow.messages import (
     partition_for,
     to_json,
 )
+from pipeline.flow.route import stage1_subjects
 from pipeline.flow.validate import Rejection
 from pipeline.flow.watermarks import Frontier, InputMarks
 from pipeline.metrics import MetricRecord, MetricWindows, action_deltas, combine, routing_key
@@ -253,6 +256,8 @@ class Stage2Stats:
     #: events enriched while the identity registry was not ready (``REGISTRY_GAP``):
     #: the ``needs_registry`` detectors did not judge them
     registry_gap_events: int = 0
+    #: revocations relayed to their task from the credential's state (``TASK``)
+    revocations_relayed: int = 0
     alerts_created: int = 0
     alerts_updated: int = 0
     timers_fired: int = 0
@@ -325,6 +330,8 @@ class Stage2:
             engine.specs.values(), allowed_lateness_ms, abandoned_after_ms
         )
         self.stats = Stage2Stats()
+        #: where stage 1 routes an event (to relay a revocation it could not route)
+        self._routes = stage1_subjects(engine.subject_kinds_for, evidence is not None)
         #: partition → heap of (deadline, subject key); rebuilt from the store.
         #: Detector and task timers run on the detection watermark; metric windows
         #: on the newest event time (their own lateness handles revisions).
@@ -336,6 +343,9 @@ class Stage2:
         self._expiries: dict[int, list[tuple[int, str]]] = {}
         self._expiry_of: dict[int, dict[str, int]] = {}
         self._progress_sent: dict[int, tuple[float, int, int | None]] = {}
+        #: wall-clock rate limit of progress that only moved ``newest`` (a harness that
+        #: simulates time sets 0: every progress goes out)
+        self.progress_every_s = PROGRESS_EVERY_S
         #: partition → its entry as last written (read from the store once per assignment)
         self._pstate: dict[int, dict[str, Any]] = {}
         #: partitions whose first record since assignment was checked against ``done``
@@ -668,6 +678,27 @@ class Stage2:
     def mark_sent(self, store: StateStore, partition: int, offset: int) -> None:
         apply_writes(store, self.sent(partition))
 
+    def _relay_revocations(self, state: dict[str, Any], events: list[Event]) -> list[Message]:
+        """A credential remembers the task it was issued for (``TASK``). Stage 1 routes
+        a ``credential.revoked`` without ``task_id`` to the task its credential's Redis
+        hash names; a Redis that came back empty has lost that name, the revocation
+        then reached no task, and SP-02 reported the revoked credential live. Such a
+        revocation goes to the task from here, marked ``RELAYED`` (the task takes it
+        as on time: it comes one internal hop after stage 1's copies). Where stage 1
+        did route it, nothing is sent."""
+        reserved: SubjectParts = state  # type: ignore[assignment]  # typed, no call
+        out: list[Message] = []
+        for event in events:
+            etype = event["event_type"]
+            if etype in ("credential.issued", "credential.rotated") and event.get("task_id"):
+                reserved.setdefault(TASK, str(event["task_id"]))
+            elif etype == "credential.revoked" and subject_value("task", event) is None:
+                task = reserved.get(TASK)
+                if task and ("task", task) in self._routes({**event, "task_id": task}):
+                    out.append(SubjectCopy("task", task, {**event, RELAYED: True}, False))
+                    self.stats.revocations_relayed += 1
+        return out
+
     def _record(
         self,
         store: StateStore,
@@ -724,6 +755,14 @@ class Stage2:
         for key, deltas_of_key in deltas_in.items():
             self._add_deltas(store, key, deltas_of_key, dirty, partition)
         wm_for_detectors = watermark if watermark is not None else -(2**62)
+        # A task judges on the slower of the watermark and the progress every partition
+        # has relayed (the expiry clock's argument, ``_expire_due``): what another
+        # subject sends it about events before that time (a revocation relayed from its
+        # credential, a finding notice) has arrived by then. Until every partition has
+        # reported, the watermark.
+        task_wm = wm_for_detectors
+        if watermark is not None and len(sources) >= self.partitions:
+            task_wm = min(watermark, min(sources.values()) - self.lateness)
         for key, group in groups.items():
             kind, subject = group.kind, group.subject
             state: dict[str, Any] | None = _get(store, dirty, key)
@@ -740,7 +779,11 @@ class Stage2:
                     duplicates += 1
                     continue
                 seen[eid] = event["event_time"]
-                is_late = before is not None and event["event_time"] < before
+                if RELAYED in event:  # a relayed revocation: on time, marker removed
+                    event = {k: v for k, v in event.items() if k != RELAYED}
+                    is_late = False
+                else:
+                    is_late = before is not None and event["event_time"] < before
                 (late if is_late else fresh).append(event)
                 if copy.primary:
                     new_events.append(event)
@@ -770,7 +813,13 @@ class Stage2:
                 continue
             errors: list[DetectorError] = []
             findings = self.engine.process(
-                kind, subject, state, fresh, wm_for_detectors, late, errors
+                kind,
+                subject,
+                state,
+                fresh,
+                task_wm if kind == "task" else wm_for_detectors,
+                late,
+                errors,
             )
             if errors:
                 self._quarantine(errors, kind, partition, offset, out)
@@ -778,6 +827,8 @@ class Stage2:
             alerts += raised
             found += outcomes.track(kind, state, fresh + late, raised, noticed)
             out.items += outcomes.finding_notices(kind, raised)
+            if kind == "credential":
+                out.items += self._relay_revocations(state, fresh + late)
             if kind == "approval" and self.evidence is not None:
                 out.items += dossiers.relay_reviews(state, subject, fresh + late, noticed)
             if kind == "task" and self.evidence is not None:
@@ -790,7 +841,9 @@ class Stage2:
             else:
                 self._may_expire(partition, key, state)
         if watermark is not None:
-            found += self._fire_timers(store, dirty, partition, heap, watermark, out, alerts)
+            found += self._fire_timers(
+                store, dirty, partition, heap, watermark, out, alerts, task_wm
+            )
         found += outcomes.alert_outcomes(alerts)
         actions = [e for e in new_events if e.get("event_type") == "action"]
         deltas = combine(
@@ -872,17 +925,27 @@ class Stage2:
         watermark: int,
         out: Stage2Output,
         raised: list[dict[str, Any]],
+        task_wm: int | None = None,
     ) -> list[Outcome]:
+        """Fire the subjects' timers due at ``watermark``; a task's at ``task_wm``
+        (``_record``: not before what other subjects send it has arrived)."""
         found: list[Outcome] = []
+        waiting: list[tuple[int, str]] = []
         while heap and heap[0][0] <= watermark:
-            _, key = heapq.heappop(heap)
+            at, key = heapq.heappop(heap)
+            kind, _, subject = key.partition(":")
+            clock = watermark if task_wm is None or kind != "task" else min(watermark, task_wm)
+            if at > clock:
+                waiting.append((at, key))  # a task waiting for the relayed progress
+                continue
             state = _get(store, dirty, key)
             deadline = self._deadline(key, state) if state else None
-            if not state or deadline is None or deadline > watermark:
+            if not state or deadline is None or deadline > clock:
+                if state and deadline is not None and clock < deadline <= watermark:
+                    waiting.append((deadline, key))
                 continue  # stale entry: the subject moved its timer or was handled
-            kind, _, subject = key.partition(":")
             errors: list[DetectorError] = []
-            findings = self.engine.process(kind, subject, state, [], watermark, errors=errors)
+            findings = self.engine.process(kind, subject, state, [], clock, errors=errors)
             if errors:
                 self._quarantine(errors, kind, partition, None, out)
             self.stats.timers_fired += 1
@@ -891,10 +954,10 @@ class Stage2:
             found += outcomes.track(kind, state, [], alerts)
             out.items += outcomes.finding_notices(kind, alerts)
             if kind == "task":
-                found += outcomes.judge_credentials(state, watermark, self.grace)
+                found += outcomes.judge_credentials(state, clock, self.grace)
                 if self.evidence is not None:
-                    dossiers.forget(state, self.evidence, watermark)
-                    self._dossier(key, state, subject, [], alerts, [], watermark, out)
+                    dossiers.forget(state, self.evidence, clock)
+                    self._dossier(key, state, subject, [], alerts, [], clock, out)
             elif kind == "approval":
                 found += outcomes.judge_approval(state, watermark)
             dirty[key] = state
@@ -903,6 +966,8 @@ class Stage2:
                 heapq.heappush(heap, (nxt, key))
             else:
                 self._may_expire(partition, key, state)
+        for entry in waiting:
+            heapq.heappush(heap, entry)
         return found
 
     def _dossier(
@@ -931,7 +996,7 @@ class Stage2:
             sent_at, sent_newest, sent_seen = last
             if newest <= sent_newest and (seen is None or (sent_seen or 0) >= seen):
                 return []
-            if (seen is None or seen == sent_seen) and now - sent_at < PROGRESS_EVERY_S:
+            if (seen is None or seen == sent_seen) and now - sent_at < self.progress_every_s:
                 return []
         self._progress_sent[partition] = (now, newest, seen)
         return [Progress(target, partition, newest, seen) for target in range(self.partitions)]

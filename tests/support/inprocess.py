@@ -173,7 +173,7 @@ class InProcess:
         offset = self.next_offset[partition]
         self.next_offset[partition] += 1
         record = InternalRecord(partition, offset, value)
-        for out in asyncio.run(self.runner.handle([record])):
+        for out in asyncio.run(self.runner.handle([record], collect=True)):
             self.late_events += out.late_events
 
     # -- results --------------------------------------------------------------

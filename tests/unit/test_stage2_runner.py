@@ -242,7 +242,7 @@ def test_a_stopping_worker_leaves_the_rest_of_the_batch_to_the_next_owner() -> N
     checks = iter([False, False, False])  # the partition, then its first two units
     stopped, _, topics, log = runner(max_items=2)
     stopped.stopping = lambda: next(checks, True)
-    done = asyncio.run(stopped.handle(mine))
+    done = asyncio.run(stopped.handle(mine, collect=True))
     assert len(done) == 2 and stopped.abandoned == 1
     entry = log.store[PARTITION_KEY.format(partition)]
     assert mine[0].offset < entry["done"] < mine[-1].offset  # only what was written

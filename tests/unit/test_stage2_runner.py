@@ -215,6 +215,30 @@ def test_the_slicer_decodes_each_record_once_and_keeps_whole_records() -> None:
     assert taken == [r.offset for r in mine]
 
 
+def test_a_delivered_unit_does_not_outlive_itself() -> None:
+    """A backlog's take holds hundreds of units: keeping their outputs until the take
+    ended grew a worker to GBs. While the third unit runs, the first two are gone."""
+    import gc
+
+    from pipeline.flow.stage2 import Stage2Output
+
+    batches = [[action(f"e{i}", T0 + i * 20_000, f"agent-{i % 3}")] for i in range(30)]
+    records = records_of(batches)
+    run, _, _, _ = runner(max_items=1)
+    alive: list[int] = []
+    real = run.run_unit
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()
+        alive.append(sum(isinstance(o, Stage2Output) for o in gc.get_objects()))
+        return await real(*args, **kwargs)
+
+    run.run_unit = counting  # type: ignore[method-assign]
+    assert asyncio.run(run.handle(records)) == []
+    assert len(alive) > 10  # many units
+    assert max(alive) <= 1, alive  # at most the one just delivered, not yet collected
+
+
 def test_a_batch_cut_into_many_units_gives_the_same_outputs_as_one_unit() -> None:
     batches = [[action(f"e{i}", T0 + i * 20_000, f"agent-{i % 3}")] for i in range(30)]
     batches.append([action("bad-3", T0 + 31 * 20_000)])

@@ -283,20 +283,32 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                 # loop serve heartbeats, commits, /metrics and signals in between.
                 await asyncio.sleep(0)
             await (deliver(sent) if futures is None else confirm(sent, futures))
-            align()
+            await align()
 
     generation = [-1]
+    align_lock = asyncio.Lock()
 
-    def align() -> None:
+    async def align() -> None:
         """Watermark alignment (as Flink's): pause input partitions running more than
         the allowed skew ahead of the slowest active one; resume them when it catches up.
 
         Not during a rebalance: faust pauses every partition then and resumes them all
         once recovery has sought them back to their committed offsets; a resume of ours
         in between could fetch before that seek (the #596 window, faust_fixes.py). So
-        after a rebalance our pauses are void and are worked out again."""
+        after a rebalance our pauses are void and are worked out again.
+
+        A partition is sought back before it resumes: faust (0.15) filters a fetched
+        batch by its live set of active partitions, so the records of a partition paused
+        while its fetch was in flight are dropped, never yielded, while the client's
+        position has moved past them. Seen in a soak: the partition's last records never
+        came, its watermark held every other partition back, and its offsets were never
+        committed (nothing lost, but nothing moved until a restart)."""
         if getattr(app, "rebalancing", False):
             return
+        async with align_lock:  # the agent and the tick both align; seeks suspend
+            await _align()
+
+    async def _align() -> None:
         current = getattr(app, "consumer_generation_id", 0)
         if current != generation[0]:
             generation[0] = current
@@ -306,14 +318,24 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         if pause:
             app.consumer.pause_partitions({TP(settings.topic_events, p) for p in pause})
         if resume:
+            for p in resume:
+                await read_on(p)
             app.consumer.resume_partitions({TP(settings.topic_events, p) for p in resume})
         paused.clear()
         paused.update(ahead)
 
-    def watch_inputs() -> None:
+    async def read_on(partition: int) -> None:
+        """Seek an input partition to the offset after the last one stage 1 handled (a
+        record in flight may come twice: stage 2 drops it by event id)."""
+        read = stage1.inputs.read_up_to(partition)
+        if read is not None:
+            await app.consumer.seek(TP(settings.topic_events, partition), read + 1)
+
+    async def watch_inputs() -> None:
         """Say once when an input partition with records left is neither held by
-        alignment nor read for a minute, with the consumer's view, and resume it if
-        the consumer is not fetching it (flow/inputwatch.py)."""
+        alignment nor read for a minute, with the consumer's view, then read it on from
+        the offset after the last one handled, and resume it if the consumer is not
+        fetching it (flow/inputwatch.py)."""
         if getattr(app, "rebalancing", False):
             return
         views = stage1.stats.inputs
@@ -329,7 +351,8 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             view = views[p]
             log.warning(
                 "input partition %d: %s records left and nothing read for %.0f s "
-                "(fetching=%s, paused by faust=%s, buffer full=%s, aligned=%s, idle=%s)%s",
+                "(fetching=%s, paused by faust=%s, buffer full=%s, aligned=%s, idle=%s); "
+                "reading on from offset %s%s",
                 p,
                 view.lag,
                 inputs_watch.stall_s,
@@ -338,8 +361,10 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                 tp in getattr(consumer, "_buffered_partitions", ()),
                 view.aligned_pause,
                 view.idle,
-                "; resuming it" if not view.fetching else "",
+                (stage1.inputs.read_up_to(p) or -1) + 1,
+                " and resuming it" if not view.fetching else "",
             )
+            await read_on(p)
             if not view.fetching:
                 consumer.resume_partitions({tp})
         stage1.stats.input_stalls = dict(inputs_watch.stalls)
@@ -387,8 +412,8 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         except Exception as exc:  # broker trouble: the partitions simply stay active
             log.debug("input end offsets unavailable (%s)", exc)
             return
-        align()
-        watch_inputs()
+        await align()
+        await watch_inputs()
         async with stage1_lock:
             messages: list[Outgoing] = [
                 (subjects_topic, {"value": value, "partition": partition})

@@ -402,11 +402,35 @@ def _is_placeholder(value: str) -> bool:
     return _PLACEHOLDER.fullmatch(value) is not None
 
 
-def _is_reference(value: str) -> bool:
-    """Values that point at a secret (URL, ARN, path) rather than being one."""
-    return "://" in value or value.startswith(
-        ("arn:", "/", "./", "projects/", "vault:", "secretsmanager:")
+#: A filesystem path: segments of name characters (no ``+`` or ``=``, which base64 has).
+_PATH: Final = re.compile(r"(?:\.?/[A-Za-z0-9._\-]{1,128})+/?", re.ASCII)
+
+
+_B64_SEGMENT: Final = re.compile(r"[A-Za-z0-9_\-]{20,}", re.ASCII)
+
+
+def _random_segment(segment: str) -> bool:
+    """A path segment that reads as base64 noise: long, no dot, all three classes."""
+    return (
+        _B64_SEGMENT.fullmatch(segment) is not None
+        and _classes(segment) == 3
+        and shannon_entropy(segment) >= MIN_ENTROPY
     )
+
+
+def _is_reference(value: str) -> bool:
+    """Values that point at a secret (URL, ARN, path) rather than being one.
+
+    A value starting with ``/`` is a path only if it reads like one: base64 secrets
+    start with ``/`` one time in 64 (a canary ``db_password`` of random base64 was
+    published whole), so ``+``, ``=`` or a random-looking segment make it a value."""
+    if "://" in value or value.startswith(("arn:", "projects/", "vault:", "secretsmanager:")):
+        return True
+    if value.startswith(("/", "./")):
+        return _PATH.fullmatch(value) is not None and not any(
+            _random_segment(segment) for segment in value.split("/")
+        )
+    return False
 
 
 _LOWER: Final = re.compile(r"[a-z]")

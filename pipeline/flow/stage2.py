@@ -755,14 +755,6 @@ class Stage2:
         for key, deltas_of_key in deltas_in.items():
             self._add_deltas(store, key, deltas_of_key, dirty, partition)
         wm_for_detectors = watermark if watermark is not None else -(2**62)
-        # A task judges on the slower of the watermark and the progress every partition
-        # has relayed (the expiry clock's argument, ``_expire_due``): what another
-        # subject sends it about events before that time (a revocation relayed from its
-        # credential, a finding notice) has arrived by then. Until every partition has
-        # reported, the watermark.
-        task_wm = wm_for_detectors
-        if watermark is not None and len(sources) >= self.partitions:
-            task_wm = min(watermark, min(sources.values()) - self.lateness)
         for key, group in groups.items():
             kind, subject = group.kind, group.subject
             state: dict[str, Any] | None = _get(store, dirty, key)
@@ -813,13 +805,7 @@ class Stage2:
                 continue
             errors: list[DetectorError] = []
             findings = self.engine.process(
-                kind,
-                subject,
-                state,
-                fresh,
-                task_wm if kind == "task" else wm_for_detectors,
-                late,
-                errors,
+                kind, subject, state, fresh, wm_for_detectors, late, errors
             )
             if errors:
                 self._quarantine(errors, kind, partition, offset, out)
@@ -841,9 +827,7 @@ class Stage2:
             else:
                 self._may_expire(partition, key, state)
         if watermark is not None:
-            found += self._fire_timers(
-                store, dirty, partition, heap, watermark, out, alerts, task_wm
-            )
+            found += self._fire_timers(store, dirty, partition, heap, watermark, out, alerts)
         found += outcomes.alert_outcomes(alerts)
         actions = [e for e in new_events if e.get("event_type") == "action"]
         deltas = combine(
@@ -925,27 +909,17 @@ class Stage2:
         watermark: int,
         out: Stage2Output,
         raised: list[dict[str, Any]],
-        task_wm: int | None = None,
     ) -> list[Outcome]:
-        """Fire the subjects' timers due at ``watermark``; a task's at ``task_wm``
-        (``_record``: not before what other subjects send it has arrived)."""
         found: list[Outcome] = []
-        waiting: list[tuple[int, str]] = []
         while heap and heap[0][0] <= watermark:
-            at, key = heapq.heappop(heap)
-            kind, _, subject = key.partition(":")
-            clock = watermark if task_wm is None or kind != "task" else min(watermark, task_wm)
-            if at > clock:
-                waiting.append((at, key))  # a task waiting for the relayed progress
-                continue
+            _, key = heapq.heappop(heap)
             state = _get(store, dirty, key)
             deadline = self._deadline(key, state) if state else None
-            if not state or deadline is None or deadline > clock:
-                if state and deadline is not None and clock < deadline <= watermark:
-                    waiting.append((deadline, key))
+            if not state or deadline is None or deadline > watermark:
                 continue  # stale entry: the subject moved its timer or was handled
+            kind, _, subject = key.partition(":")
             errors: list[DetectorError] = []
-            findings = self.engine.process(kind, subject, state, [], clock, errors=errors)
+            findings = self.engine.process(kind, subject, state, [], watermark, errors=errors)
             if errors:
                 self._quarantine(errors, kind, partition, None, out)
             self.stats.timers_fired += 1
@@ -954,10 +928,10 @@ class Stage2:
             found += outcomes.track(kind, state, [], alerts)
             out.items += outcomes.finding_notices(kind, alerts)
             if kind == "task":
-                found += outcomes.judge_credentials(state, clock, self.grace)
+                found += outcomes.judge_credentials(state, watermark, self.grace)
                 if self.evidence is not None:
-                    dossiers.forget(state, self.evidence, clock)
-                    self._dossier(key, state, subject, [], alerts, [], clock, out)
+                    dossiers.forget(state, self.evidence, watermark)
+                    self._dossier(key, state, subject, [], alerts, [], watermark, out)
             elif kind == "approval":
                 found += outcomes.judge_approval(state, watermark)
             dirty[key] = state
@@ -966,8 +940,6 @@ class Stage2:
                 heapq.heappush(heap, (nxt, key))
             else:
                 self._may_expire(partition, key, state)
-        for entry in waiting:
-            heapq.heappush(heap, entry)
         return found
 
     def _dossier(

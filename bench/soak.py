@@ -121,18 +121,20 @@ class ChangelogTail(threading.Thread):
         raise RuntimeError(f"the changelog tail did not reach {ends} (at {self.read})")
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def _proc_mb(path: str, field: str) -> float:
+    """A ``kB`` field of a /proc status-style file, in MB (NaN if absent)."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def rss_mb(pid: int | None) -> float:
+    return float("nan") if pid is None else _proc_mb(f"/proc/{pid}/status", "VmRSS")
+
+
 def mem_available_mb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float("inf")
+    return _proc_mb("/proc/meminfo", "MemAvailable")
 
 
 def topic_end(meta: Consumer, topic: str) -> int:
@@ -322,7 +324,7 @@ def main() -> int:
             back = s.get('govpipe_dedup_record_total{op="recalled"}', 0)
             day = (sim.clock_ms - start_ms) / DAY_MS
             rss = rss_mb(proc.pid)
-            broker_mb = rss_mb(broker.pid) if broker.pid else float("nan")
+            broker_mb = rss_mb(broker.pid)
             rows.append((produced, day, entries, rss, records_on, live, live_bytes, broker_mb))
             print(
                 f"{produced:>10,} {day:>5.1f} {entries:>9,.0f} {rss:>8,.0f} {records_on:>11,} "

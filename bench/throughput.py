@@ -434,9 +434,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+#: One alert's latency by hop, seconds: produce -> stage 1's internal record, -> the
+#: alert produced by stage 2, -> the bench's consumer (the records' CreateTimes).
+Hops = tuple[float, float, float]
+
+
 def latency(
     bootstrap: str, data: Path, rate: int, seconds: float, seed: int, violation: float
-) -> tuple[list[float], int, float, int | None]:
+) -> tuple[list[float], int, float, int | None, list[Hops]]:
     """Event -> alert latencies (s) of single-event findings through a whole govpipe
     worker fed single-event Avro records at a steady ``rate``.
 
@@ -447,7 +452,8 @@ def latency(
     clean traffic; every single-event alert (no window) is counted. Returns
     (latencies in order of arrival, events produced, achieved input rate, events stage 1
     had not yet read when producing ended: > 0 means the worker did not keep up, and
-    the latency then measures its backlog)."""
+    the latency then measures its backlog, and each latency's ``Hops`` where the
+    internal record of its event was seen)."""
     settings = settings_for(bootstrap, f"lat{rate}-{uuid.uuid4().hex[:6]}", data, [1, 2])
     create_topics(settings)
     log = data / f"latency-{rate}.log"
@@ -481,10 +487,8 @@ def latency(
                 if m.error() or m.value() is None:
                     continue
                 at = m.timestamp()[1] / 1000
-                for item in decode_subject_batch(m.value())[1]:
-                    event = getattr(item, "event", None)
-                    if event is not None:
-                        routed.setdefault(event["event_id"], at)
+                for copy in copies(decode_subject_batch(m.value())[1]):
+                    routed.setdefault(copy.event["event_id"], at)
 
     proc = start_worker(settings, log)
     reader = threading.Thread(target=follow, daemon=True)
@@ -552,7 +556,7 @@ def latency(
         internal.close()
         stop_worker(proc)
     values: list[float] = []
-    hops: list[tuple[float, float, float]] = []
+    hops: list[Hops] = []
     for arrived, ids, window_start, created in sorted(arrivals, key=lambda a: a[0]):
         times = [(sent[i], i) for i in ids if i in sent]
         if window_start is None and times:
@@ -560,13 +564,7 @@ def latency(
             values.append(arrived - t)
             if last in routed:
                 hops.append((routed[last] - t, created - routed[last], arrived - created))
-    LAST_HOPS[:] = hops
-    return values, produced, achieved, behind
-
-
-#: per alert of the last ``latency`` run: (stage 1: produce -> internal record,
-#: stage 2: internal record -> alert produced, alert -> the bench's consumer), seconds
-LAST_HOPS: list[tuple[float, float, float]] = []
+    return values, produced, achieved, behind, hops
 
 
 def run_case(
@@ -705,7 +703,7 @@ def main() -> int:
                 "before alerts are sent, and the alert consumer's fetch (10 ms)"
             )
             for rate in [int(r) for r in args.latency_rates.split(",") if r]:
-                values, produced, achieved, behind = latency(
+                values, produced, achieved, behind, hops = latency(
                     bootstrap, data, rate, args.latency_seconds, args.seed, args.latency_violation
                 )
                 if not values:
@@ -717,12 +715,12 @@ def main() -> int:
                     f"p99 {percentile(values, 0.99) * 1000:,.0f} ms, "
                     f"max {max(values) * 1000:,.0f} ms (target p99 < 1 s at 2,000)"
                 )
-                if LAST_HOPS:
+                if hops:
                     print(
                         "        where it goes (p50 / p99, ms; record CreateTimes, one clock): "
                         + ", ".join(
-                            f"{name} {percentile([h[i] for h in LAST_HOPS], 0.5) * 1000:,.0f}"
-                            f" / {percentile([h[i] for h in LAST_HOPS], 0.99) * 1000:,.0f}"
+                            f"{name} {percentile([h[i] for h in hops], 0.5) * 1000:,.0f}"
+                            f" / {percentile([h[i] for h in hops], 0.99) * 1000:,.0f}"
                             for i, name in enumerate(
                                 (
                                     "produce -> stage 1 routed it",

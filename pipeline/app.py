@@ -285,7 +285,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             await (deliver(sent) if futures is None else confirm(sent, futures))
             await align()
 
-    generation = [-1]
+    generation = -1  # the consumer generation alignment last worked in
     align_lock = asyncio.Lock()
 
     async def align() -> None:
@@ -309,9 +309,10 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             await _align()
 
     async def _align() -> None:
+        nonlocal generation
         current = getattr(app, "consumer_generation_id", 0)
-        if current != generation[0]:
-            generation[0] = current
+        if current != generation:
+            generation = current
             paused.clear()  # faust resumed every stream partition at the rebalance's end
         ahead = stage1.inputs.ahead(max_skew_ms)
         pause, resume = ahead - paused, paused - ahead
@@ -349,10 +350,11 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         for p in stalled:
             tp = TP(settings.topic_events, p)
             view = views[p]
+            read = stage1.inputs.read_up_to(p)
             log.warning(
                 "input partition %d: %s records left and nothing read for %.0f s "
                 "(fetching=%s, paused by faust=%s, buffer full=%s, aligned=%s, idle=%s); "
-                "reading on from offset %s%s",
+                "%s%s",
                 p,
                 view.lag,
                 inputs_watch.stall_s,
@@ -361,7 +363,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
                 tp in getattr(consumer, "_buffered_partitions", ()),
                 view.aligned_pause,
                 view.idle,
-                (stage1.inputs.read_up_to(p) or -1) + 1,
+                "nothing read since assignment to seek back to"
+                if read is None
+                else f"reading on from offset {read + 1}",
                 " and resuming it" if not view.fetching else "",
             )
             await read_on(p)
@@ -391,11 +395,7 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
         for tp in tps:
             end = ends.get(tp)
             read = stage1.inputs.read_up_to(tp.partition)
-            if read is None:
-                position = await app.consumer.position(tp)
-                next_offset = position if position is not None else None
-            else:
-                next_offset = read + 1
+            next_offset = await app.consumer.position(tp) if read is None else read + 1
             out[tp.partition] = end is not None and next_offset is not None and next_offset >= end
             views[tp.partition] = InputPartitionView(
                 lag=None if end is None or next_offset is None else max(0, end - next_offset),

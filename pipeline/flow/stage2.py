@@ -343,9 +343,6 @@ class Stage2:
         self._expiries: dict[int, list[tuple[int, str]]] = {}
         self._expiry_of: dict[int, dict[str, int]] = {}
         self._progress_sent: dict[int, tuple[float, int, int | None]] = {}
-        #: wall-clock rate limit of progress that only moved ``newest`` (a harness that
-        #: simulates time sets 0: every progress goes out)
-        self.progress_every_s = PROGRESS_EVERY_S
         #: partition → its entry as last written (read from the store once per assignment)
         self._pstate: dict[int, dict[str, Any]] = {}
         #: partitions whose first record since assignment was checked against ``done``
@@ -968,7 +965,7 @@ class Stage2:
             sent_at, sent_newest, sent_seen = last
             if newest <= sent_newest and (seen is None or (sent_seen or 0) >= seen):
                 return []
-            if (seen is None or seen == sent_seen) and now - sent_at < self.progress_every_s:
+            if (seen is None or seen == sent_seen) and now - sent_at < PROGRESS_EVERY_S:
                 return []
         self._progress_sent[partition] = (now, newest, seen)
         return [Progress(target, partition, newest, seen) for target in range(self.partitions)]

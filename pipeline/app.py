@@ -27,7 +27,7 @@ from pipeline.flow.inputwatch import InputWatch
 from pipeline.flow.route import stage1_subjects
 from pipeline.flow.schemas import SchemaResolver
 from pipeline.flow.stage1 import Enricher, InputPartitionView, SourceRecord, Stage1
-from pipeline.flow.stage2 import Stage2
+from pipeline.flow.stage2 import PROGRESS_EVERY_S, Stage2
 from pipeline.flow.stage2_runner import (
     AlertMessage,
     EvidenceMessage,
@@ -506,6 +506,9 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             budget_s=settings.stage2_unit_budget_s,
         )
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
+        # Progress the rate limit held back goes out between units (stage2.py,
+        # PROGRESS): tasks and metric windows wait for every partition's last one.
+        app.timer(PROGRESS_EVERY_S, name="govpipe.stage2.progress")(runner.flush)
         if stage2.evidence is not None:  # GET /evidence/task?id=: evidence/query.py
             from pipeline.evidence import query
 

@@ -336,6 +336,8 @@ class Stage2:
         #: Detector and task timers run on the detection watermark; metric windows
         #: on the newest event time (their own lateness handles revisions).
         self._timers: dict[int, list[tuple[int, str]]] = {}
+        #: tasks' timers run on the task clock (``_task_clock``), so apart
+        self._task_timers: dict[int, list[tuple[int, str]]] = {}
         self._metric_timers: dict[int, list[tuple[int, str]]] = {}
         #: partition → heap of (expiry, subject key) of finished subjects, and the
         #: expiry each key was pushed with (one entry per key). Expiry runs on the
@@ -343,6 +345,15 @@ class Stage2:
         self._expiries: dict[int, list[tuple[int, str]]] = {}
         self._expiry_of: dict[int, dict[str, int]] = {}
         self._progress_sent: dict[int, tuple[float, int, int | None]] = {}
+        #: partition → (newest, seen) that the rate limit held back: ``held_progress``
+        #: sends it once due, so the last progress of a stream that went quiet goes out
+        #: (a task's clock waits for it, ``_record``)
+        self._progress_held: dict[int, tuple[int, int | None]] = {}
+        #: wall-clock rate limit of progress that only moved ``newest`` (a harness that
+        #: simulates time sets 0: every progress goes out at once)
+        self.progress_every_s = PROGRESS_EVERY_S
+        #: the wall clock of that rate limit (tests set their own)
+        self.clock = time.monotonic
         #: partition → its entry as last written (read from the store once per assignment)
         self._pstate: dict[int, dict[str, Any]] = {}
         #: partitions whose first record since assignment was checked against ``done``
@@ -358,9 +369,12 @@ class Stage2:
             self._checked.discard(p)
             self._rewinding.pop(p, None)
             self._timers.pop(p, None)
+            self._task_timers.pop(p, None)
             self._metric_timers.pop(p, None)
             self._expiries.pop(p, None)
             self._expiry_of.pop(p, None)
+            self._progress_held.pop(p, None)
+            self._progress_sent.pop(p, None)
 
     def _windows(self, state: dict[str, Any]) -> MetricWindows:
         return MetricWindows(self.window_sizes, self.metrics_lateness, state=state.get(WINDOWS))
@@ -477,13 +491,17 @@ class Stage2:
         dirty[dkey] = record if record.get("s") else None
 
     def _heap(self, key: str, partition: int) -> list[tuple[int, str]]:
-        timers = self._metric_timers if key.startswith(METRICS + ":") else self._timers
+        if key.startswith(METRICS + ":"):
+            timers = self._metric_timers
+        else:
+            timers = self._task_timers if key.startswith("task:") else self._timers
         return timers[partition]
 
     def _index(self, store: StateStore, partition: int, dirty: dict[str, Any]) -> None:
         if partition in self._timers:
             return
         self._timers[partition], self._metric_timers[partition] = [], []
+        self._task_timers[partition] = []
         self._expiries[partition], self._expiry_of[partition] = [], {}
         for key in sorted({*store.keys(), *dirty}):  # sorted: the same heaps after a restart
             if key.startswith("__") or partition_for(key, self.partitions) != partition:
@@ -495,6 +513,7 @@ class Stage2:
             elif state:
                 self._may_expire(partition, key, state)
         heapq.heapify(self._timers[partition])
+        heapq.heapify(self._task_timers[partition])
         heapq.heapify(self._metric_timers[partition])
 
     # -- units ----------------------------------------------------------------
@@ -720,7 +739,6 @@ class Stage2:
                 cursor.newest = frontier if cursor.newest is None else max(cursor.newest, frontier)
         watermark = cursor.wm
         self.stats.items_in += len(items)
-        heap = self._timers[partition]
         found: list[Outcome] = []
         new_events: list[Event] = []
         alerts: list[dict[str, Any]] = []
@@ -752,6 +770,13 @@ class Stage2:
         for key, deltas_of_key in deltas_in.items():
             self._add_deltas(store, key, deltas_of_key, dirty, partition)
         wm_for_detectors = watermark if watermark is not None else -(2**62)
+        # A task judges on the slower of the watermark and the progress every partition
+        # has relayed (the expiry clock's argument, ``_expire_due``): what another
+        # subject sends it about events before that time has arrived by then (a
+        # revocation relayed from its credential, a finding notice). On the watermark
+        # alone, a backfill moved it past SP-02's deadline before the relay came.
+        # Until every partition has reported, the task waits.
+        task_wm = self._task_clock(watermark, sources)
         for key, group in groups.items():
             kind, subject = group.kind, group.subject
             state: dict[str, Any] | None = _get(store, dirty, key)
@@ -802,7 +827,15 @@ class Stage2:
                 continue
             errors: list[DetectorError] = []
             findings = self.engine.process(
-                kind, subject, state, fresh, wm_for_detectors, late, errors
+                kind,
+                subject,
+                state,
+                fresh,
+                (task_wm if task_wm is not None else -(2**62))
+                if kind == "task"
+                else wm_for_detectors,
+                late,
+                errors,
             )
             if errors:
                 self._quarantine(errors, kind, partition, offset, out)
@@ -820,11 +853,15 @@ class Stage2:
             dirty[key] = state
             deadline = self._deadline(key, state)
             if deadline is not None:
-                heapq.heappush(heap, (deadline, key))
+                heapq.heappush(self._heap(key, partition), (deadline, key))
             else:
                 self._may_expire(partition, key, state)
         if watermark is not None:
+            heap = self._timers[partition]
             found += self._fire_timers(store, dirty, partition, heap, watermark, out, alerts)
+        if task_wm is not None:
+            heap = self._task_timers[partition]
+            found += self._fire_timers(store, dirty, partition, heap, task_wm, out, alerts)
         found += outcomes.alert_outcomes(alerts)
         actions = [e for e in new_events if e.get("event_type") == "action"]
         deltas = combine(
@@ -903,20 +940,22 @@ class Stage2:
         dirty: dict[str, Any],
         partition: int,
         heap: list[tuple[int, str]],
-        watermark: int,
+        clock: int,
         out: Stage2Output,
         raised: list[dict[str, Any]],
     ) -> list[Outcome]:
+        """Fire the timers of ``heap`` due at ``clock`` (the watermark, or for tasks
+        the task clock)."""
         found: list[Outcome] = []
-        while heap and heap[0][0] <= watermark:
+        while heap and heap[0][0] <= clock:
             _, key = heapq.heappop(heap)
             state = _get(store, dirty, key)
             deadline = self._deadline(key, state) if state else None
-            if not state or deadline is None or deadline > watermark:
+            if not state or deadline is None or deadline > clock:
                 continue  # stale entry: the subject moved its timer or was handled
             kind, _, subject = key.partition(":")
             errors: list[DetectorError] = []
-            findings = self.engine.process(kind, subject, state, [], watermark, errors=errors)
+            findings = self.engine.process(kind, subject, state, [], clock, errors=errors)
             if errors:
                 self._quarantine(errors, kind, partition, None, out)
             self.stats.timers_fired += 1
@@ -925,12 +964,12 @@ class Stage2:
             found += outcomes.track(kind, state, [], alerts)
             out.items += outcomes.finding_notices(kind, alerts)
             if kind == "task":
-                found += outcomes.judge_credentials(state, watermark, self.grace)
+                found += outcomes.judge_credentials(state, clock, self.grace)
                 if self.evidence is not None:
-                    dossiers.forget(state, self.evidence, watermark)
-                    self._dossier(key, state, subject, [], alerts, [], watermark, out)
+                    dossiers.forget(state, self.evidence, clock)
+                    self._dossier(key, state, subject, [], alerts, [], clock, out)
             elif kind == "approval":
-                found += outcomes.judge_approval(state, watermark)
+                found += outcomes.judge_approval(state, clock)
             dirty[key] = state
             nxt = self._deadline(key, state)
             if nxt is not None:
@@ -938,6 +977,13 @@ class Stage2:
             else:
                 self._may_expire(partition, key, state)
         return found
+
+    def _task_clock(self, watermark: int | None, sources: dict[str, int]) -> int | None:
+        """The slower of the watermark and every partition's relayed progress minus the
+        allowed lateness (None until both exist)."""
+        if watermark is None or len(sources) < self.partitions:
+            return None
+        return min(watermark, min(sources.values()) - self.lateness)
 
     def _dossier(
         self,
@@ -959,16 +1005,34 @@ class Stage2:
     def _progress(self, partition: int, newest: int, seen: int | None) -> list[Message]:
         """This partition's progress, when it moved: at once when ``seen`` moved (the
         relay that lets windows close), else at most once a second."""
-        now = time.monotonic()
+        now = self.clock()
         last = self._progress_sent.get(partition)
         if last is not None:
             sent_at, sent_newest, sent_seen = last
             if newest <= sent_newest and (seen is None or (sent_seen or 0) >= seen):
                 return []
-            if (seen is None or seen == sent_seen) and now - sent_at < PROGRESS_EVERY_S:
+            if (seen is None or seen == sent_seen) and now - sent_at < self.progress_every_s:
+                self._progress_held[partition] = (newest, seen)
                 return []
+        self._progress_held.pop(partition, None)
         self._progress_sent[partition] = (now, newest, seen)
         return [Progress(target, partition, newest, seen) for target in range(self.partitions)]
+
+    def held_progress(self) -> list[Message]:
+        """The progress the rate limit held back and that is now due, for every target
+        (the worker sends it once a second, between units: ``Stage2Runner.flush``).
+        Without it, the last progress of a stream that went quiet never went out, and
+        the tasks and metric windows waiting for it never judged."""
+        now = self.clock()
+        out: list[Message] = []
+        for partition, (newest, seen) in list(self._progress_held.items()):
+            sent_at = self._progress_sent.get(partition, (0.0, 0, None))[0]
+            if now - sent_at < self.progress_every_s:
+                continue
+            del self._progress_held[partition]
+            self._progress_sent[partition] = (now, newest, seen)
+            out += [Progress(target, partition, newest, seen) for target in range(self.partitions)]
+        return out
 
     def _add_deltas(
         self,

@@ -230,6 +230,9 @@ class Stage2Runner:
         self.stopping = stopping
         #: batches left unfinished because the worker was stopping (read again later)
         self.abandoned = 0
+        #: a unit (judge, write, deliver) and a progress flush never interleave: a
+        #: partition's progress must not overtake the outputs of its units before it
+        self._busy = asyncio.Lock()
 
     async def handle(
         self, records: list[InternalRecord], collect: bool = False
@@ -287,16 +290,29 @@ class Stage2Runner:
         """Judge one unit, write its state, deliver its outputs (steps 3-5); the time
         from ``started`` (before its records were decoded) to its writes sizes the
         next unit."""
-        out = self.stage2.process_unit(self.state_log, partition, records)
-        if started is not None:
-            self.sizer.timed(items, time.perf_counter() - started)
-        await self.state_log.write(partition, out.writes)
-        messages = self.outputs(partition, out)
-        if not messages:
+        async with self._busy:
+            out = self.stage2.process_unit(self.state_log, partition, records)
+            if started is not None:
+                self.sizer.timed(items, time.perf_counter() - started)
+            await self.state_log.write(partition, out.writes)
+            messages = self.outputs(partition, out)
+            if not messages:
+                return out
+            await self.transport.deliver(messages)
+            await self.state_log.write(partition, self.stage2.sent(partition), wait=False)
             return out
-        await self.transport.deliver(messages)
-        await self.state_log.write(partition, self.stage2.sent(partition), wait=False)
-        return out
+
+    async def flush(self) -> int:
+        """Send the progress the rate limit held back (``Stage2.held_progress``), between
+        units; the worker calls it once a second. Progress is a maximum at its target,
+        so a copy sent again after a crash changes nothing. Returns the records sent."""
+        async with self._busy:
+            held = self.stage2.held_progress()
+            if not held:
+                return 0
+            messages = self.internal(held)
+            await self.transport.deliver(messages)
+            return len(messages)
 
     def outputs(self, partition: int, out: Stage2Output) -> list[Output]:
         """The unit's outputs as messages: alerts, metrics, dead letters, and internal
@@ -308,10 +324,15 @@ class Stage2Runner:
         messages += [MetricMessage(m) for m in out.metrics]
         messages += [EvidenceMessage(r) for r in out.evidence]
         messages += [quarantine_letter(q, self.internal_topic, partition) for q in out.quarantined]
+        return messages + self.internal(out.items)
+
+    def internal(self, items: list[Message]) -> list[Output]:
+        """Internal records per target partition, each target's items in order."""
         partitions = self.stage2.partitions
         by_partition: dict[int, list[Message]] = {}
-        for item in out.items:
+        for item in items:
             by_partition.setdefault(item.target(partitions), []).append(item)
+        messages: list[Output] = []
         for target, chunk in by_partition.items():
             messages += [InternalMessage(target, value) for value in encode_bounded(chunk, None)]
         return messages

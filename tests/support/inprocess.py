@@ -120,6 +120,9 @@ class InProcess:
             window_sizes_ms=window_sizes_ms,
             evidence=EvidenceThresholds.from_specs(self.engine.specs) if evidence else None,
         )
+        # Time here is simulated: progress is not rate-limited by the wall clock (a
+        # task judges on the progress every partition relayed, stage2._task_clock).
+        self.stage2.progress_every_s = 0.0
         self.partitions = subject_partitions
         self.store = Store()
         self.offsets = dict.fromkeys(range(input_partitions), 0)

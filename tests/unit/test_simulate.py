@@ -800,6 +800,7 @@ def run_detectors_offline(events: list[Event], registry: list[dict[str, Any]]) -
         Validator(SchemaResolver(), 2_000_000, 10_000), 1, enricher, engine.subject_kinds_for
     )
     stage2 = Stage2(engine, 1, DEFAULT_POLICY.allowed_lateness_ms, "sim-test")
+    stage2.progress_every_s = 0.0  # simulated time: every progress goes out
     store = Store()
     alerts: list[Event] = []
 

@@ -81,10 +81,14 @@ def test_absence_timer_fires_when_watermark_passes_deadline() -> None:
     assert not [a for a in out.alerts if a["detector"] == "SP-02"]
     # the watermark moves with later events elsewhere: just before, then past the deadline
     deadline = T0 + 10_000 + 300_000
-    early = stage.process(store, 0, 1, deadline + LATENESS - 1, [])
+    early = stage.process(store, 0, 1, deadline + LATENESS - 1, out.items)
     assert not [a for a in early.alerts if a["detector"] == "SP-02"]
-    late = stage.process(store, 0, 2, deadline + LATENESS, [])
-    assert [a["detector"] for a in late.alerts if a["detector"] == "SP-02"] == ["SP-02"]
+    late = stage.process(store, 0, 2, deadline + LATENESS, early.items)
+    # A task judges once the partition's progress past the deadline came back (the task
+    # clock: what other partitions send it before that time has arrived by then).
+    assert not [a for a in late.alerts if a["detector"] == "SP-02"]
+    back = stage.process(store, 0, 3, deadline + LATENESS, late.items)
+    assert [a["detector"] for a in back.alerts if a["detector"] == "SP-02"] == ["SP-02"]
 
 
 def test_timer_index_rebuilt_from_store_after_restart() -> None:
@@ -100,9 +104,12 @@ def test_timer_index_rebuilt_from_store_after_restart() -> None:
         expires_at=T0 + 3_000_000,
     )
     completed = enriched("task.completed", T0 + 10_000, event_id="c1", task_id="task-9")
-    feed(stage, store, [issued, completed], offset=0)
+    first = feed(stage, store, [issued, completed], offset=0)
     restarted = Stage2(DetectionEngine(), 1, LATENESS, "test")
-    out = restarted.process(store, 0, 1, T0 + 10_000 + 300_000 + LATENESS, [])
+    past = T0 + 10_000 + 300_000 + LATENESS
+    out = restarted.process(store, 0, 1, past, first.items)
+    assert not out.alerts  # the task waits for its partition's progress past the deadline
+    out = restarted.process(store, 0, 2, past, out.items)
     assert [a["detector"] for a in out.alerts] == ["SP-02"]
 
 

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from pipeline.detectors.base import HOUR, MINUTE, RELAYED
+from pipeline.flow.messages import Progress, partition_for
 from pipeline.flow.stage2 import Stage2
+from tests.support.inprocess import InProcess
 from tests.unit.detectors.factory import enriched
+from tests.unit.test_event_time import REGISTRY, SECOND, T, ev, task_events
 from tests.unit.test_stage2_expiry import GRACE, LATENESS, T0, Pipe
 
 #: the credential's view after the loss: the hash holds only what the revocation wrote
@@ -89,3 +92,66 @@ def test_a_revocation_stage1_routed_is_not_relayed_again() -> None:
     found, stage, _ = run([[e] for e in [*before_revocation(), routed]])
     assert "SP-02" not in found
     assert stage.stats.revocations_relayed == 0
+
+
+# ---- across partitions, as a backfill delivers ------------------------------------------
+
+
+def backfill(task_clock: bool = True) -> InProcess:
+    """Task ``task-0`` is on stage-2 partition 0, its credential ``cred-0`` on 1 (the
+    harness drains partition 0 first). Redis loses the credential's hash between the
+    issuance and the revocation; then one input record brings the revocation and an
+    action two hours later, which moves the frontier far past SP-02's deadline: the
+    task's watermark passes the deadline before partition 1 has relayed the revocation."""
+    pipe = InProcess(1, subject_partitions=2, identities=REGISTRY)
+    if not task_clock:  # the fault: a task judging on its partition's watermark alone
+        pipe.stage2._task_clock = lambda watermark, sources: watermark  # type: ignore[method-assign]
+    assert partition_for("task:task-0", 2) == 0 and partition_for("credential:cred-0", 2) == 1
+    events = task_events("task-0", "cred-0")
+    pipe.read(0, events)
+    pipe.enricher.credentials.clear()  # Redis came back empty
+    revoked = ev("credential.revoked", T + 90 * SECOND, credential_id="cred-0")
+    pipe.read(0, [revoked, ev("action", T + 2 * HOUR, identity_id="agent-y")])
+    pipe.idle({0})
+    return pipe
+
+
+def test_in_a_backfill_the_task_waits_for_the_relay_from_another_partition() -> None:
+    pipe = backfill()
+    assert pipe.stage2.stats.revocations_relayed == 1
+    assert not pipe.findings("SP-02")
+    # and the revocation counts as on time in the task's credential metrics
+    assert pipe.late_events == 0
+
+
+def test_on_the_watermark_alone_the_relay_comes_after_the_deadline() -> None:
+    """The fault the task clock prevents (the test above can fail)."""
+    pipe = backfill(task_clock=False)
+    assert pipe.stage2.stats.revocations_relayed == 1
+    assert [a["task_id"] for a in pipe.creates("SP-02")] == ["task-0"]
+
+
+def test_held_back_progress_goes_out_once_due() -> None:
+    """Progress that only moved ``newest`` is rate-limited; the last one of a stream
+    that went quiet is sent by ``held_progress`` (the worker's once-a-second flush),
+    not kept back for good: tasks and metric windows wait for it."""
+    now = [1000.0]
+    stage = Pipe().s
+    stage.clock = lambda: now[0]
+    store: dict = {}
+    first = stage.process(store, 0, 0, T0, [])
+    assert [(p.to, p.newest) for p in first.items if isinstance(p, Progress)] == [(0, T0)]
+    now[0] += 0.1
+    second = stage.process(store, 0, 1, T0 + MINUTE, [])
+    assert not [p for p in second.items if isinstance(p, Progress)]  # held back
+    assert stage.held_progress() == []  # not due yet
+    now[0] += stage.progress_every_s
+    held = stage.held_progress()
+    assert [(p.to, p.source, p.newest) for p in held if isinstance(p, Progress)] == [
+        (0, 0, T0 + MINUTE)
+    ]
+    assert stage.held_progress() == []  # sent once
+    now[0] += 10
+    assert stage.held_progress() == []
+    stage.process(store, 0, 2, T0 + 2 * MINUTE, [])  # due: goes out with the unit
+    assert stage.held_progress() == []

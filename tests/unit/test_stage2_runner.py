@@ -282,3 +282,45 @@ def test_a_stopping_worker_leaves_the_rest_of_the_batch_to_the_next_owner() -> N
 
     assert findings(ref_topics.sent)
     assert findings(topics.sent + next_topics.sent) == findings(ref_topics.sent)
+
+
+def test_held_progress_is_flushed_between_units_never_inside_one() -> None:
+    """The worker's once-a-second flush sends the progress the rate limit held back,
+    and never while a unit is being written or delivered: a partition's progress must
+    not overtake the outputs of its units before it."""
+    now = [1000.0]
+    run, calls, _, _ = runner()
+    run.stage2.clock = lambda: now[0]
+    records = records_of([[action("e1", T0, "agent-1")], [action("e2", T0 + 60_000, "agent-1")]])
+    partition = records[0].partition
+    asyncio.run(run.handle(records[:1]))
+    now[0] += 0.1
+    released = asyncio.Event()
+
+    class Slow(Topics):
+        async def deliver(self, messages: list[Output]) -> None:
+            calls.append(("deliver-start", len(messages)))
+            await released.wait()
+            await super().deliver(messages)
+
+    run.transport = slow = Slow(calls)
+
+    async def go() -> int:
+        unit = asyncio.create_task(run.handle(records[1:]))
+        await asyncio.sleep(0)  # the unit is now waiting in its delivery
+        now[0] += 5
+        flush = asyncio.create_task(run.flush())
+        await asyncio.sleep(0.01)
+        assert calls[-1][0] == "deliver-start"  # the flush waits for the unit
+        released.set()
+        await unit
+        return await flush
+
+    sent = asyncio.run(go())
+    assert sent == PARTITIONS
+    flushed = slow.sent[-sent:]
+    progress = [i for m in flushed for i in decode_subject_batch(m.value)[1]]  # type: ignore[union-attr]
+    assert {(p.to, p.source, p.newest) for p in progress} == {
+        (target, partition, T0 + 60_000) for target in range(PARTITIONS)
+    }
+    assert asyncio.run(run.flush()) == 0  # nothing held any more

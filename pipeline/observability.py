@@ -234,6 +234,13 @@ def render(
         [({}, stage2.revocations_relayed)],
     )
     w.metric(
+        "govpipe_progress_flushed_total",
+        "counter",
+        "Stage-2 progress reports the once-a-second rate limit held back and the worker's "
+        "timer sent later (the last one of a stream that went quiet; tasks wait for it).",
+        [({}, stage2.progress_flushed)],
+    )
+    w.metric(
         "govpipe_timers_fired_total",
         "counter",
         "Absence checks fired by the watermark.",

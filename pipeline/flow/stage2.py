@@ -258,6 +258,8 @@ class Stage2Stats:
     registry_gap_events: int = 0
     #: revocations relayed to their task from the credential's state (``TASK``)
     revocations_relayed: int = 0
+    #: held-back progress reports sent by the flush (``held_progress``), one per partition
+    progress_flushed: int = 0
     alerts_created: int = 0
     alerts_updated: int = 0
     timers_fired: int = 0
@@ -1032,6 +1034,7 @@ class Stage2:
             del self._progress_held[partition]
             self._progress_sent[partition] = (now, newest, seen)
             out += [Progress(target, partition, newest, seen) for target in range(self.partitions)]
+            self.stats.progress_flushed += 1
         return out
 
     def _add_deltas(

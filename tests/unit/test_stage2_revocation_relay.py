@@ -151,6 +151,7 @@ def test_held_back_progress_goes_out_once_due() -> None:
         (0, 0, T0 + MINUTE)
     ]
     assert stage.held_progress() == []  # sent once
+    assert stage.stats.progress_flushed == 1
     now[0] += 10
     assert stage.held_progress() == []
     stage.process(store, 0, 2, T0 + 2 * MINUTE, [])  # due: goes out with the unit

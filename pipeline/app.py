@@ -105,6 +105,9 @@ def create_faust_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=4 * 1024 * 1024,
         producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
         producer_acks=-1,
+        producer_compression_type=(
+            None if settings.kafka_compression == "none" else settings.kafka_compression
+        ),
         # Every send is awaited before the next batch is taken: lingering only adds
         # latency (measured: stage 1 alone 10k → 13.5k ev/s without the 5 ms linger).
         producer_linger_ms=0,

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     #: longest /metrics, heartbeats and SIGTERM wait behind stage 2; larger units
     #: cost fewer changelog and output round trips (docs/internals.md).
     stage2_unit_budget_s: float = Field(0.1, gt=0, le=10)
+    #: Compression of every batch the worker produces (changelog, internal topic,
+    #: outputs). The broker keeps batches as produced: the stage-2 changelog, JSON state
+    #: rewritten every unit, is most of what it stores (bench/soak.py).
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     max_record_bytes: int = Field(2 * 1024 * 1024 - 4096, ge=1024)
     max_events_per_record: int = Field(10_000, ge=1)
     metric_windows_s: list[int] = Field(default_factory=lambda: [60], min_length=1)

@@ -509,9 +509,13 @@ def create_pipeline(settings: Settings, enricher: Enricher | None = None) -> Pip
             budget_s=settings.stage2_unit_budget_s,
         )
         app.agent(subjects_topic, name="govpipe.stage2")(stage2_agent)
+
         # Progress the rate limit held back goes out between units (stage2.py,
         # PROGRESS): tasks and metric windows wait for every partition's last one.
-        app.timer(PROGRESS_EVERY_S, name="govpipe.stage2.progress")(runner.flush)
+        async def stage2_progress() -> None:
+            await runner.flush_forever(PROGRESS_EVERY_S)
+
+        app.task(stage2_progress)
         if stage2.evidence is not None:  # GET /evidence/task?id=: evidence/query.py
             from pipeline.evidence import query
 

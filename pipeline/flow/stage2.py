@@ -777,7 +777,8 @@ class Stage2:
         # subject sends it about events before that time has arrived by then (a
         # revocation relayed from its credential, a finding notice). On the watermark
         # alone, a backfill moved it past SP-02's deadline before the relay came.
-        # Until every partition has reported, the task waits.
+        # Until every partition has reported, the task waits. Its dossier observes the
+        # same clock: it says "not revoked within the grace" only once the task knows.
         task_wm = self._task_clock(watermark, sources)
         for key, group in groups.items():
             kind, subject = group.kind, group.subject
@@ -825,7 +826,7 @@ class Stage2:
                 if group.notices and kind == "task" and self.evidence is not None:
                     # an Update's notice (same id, higher count): for the dossier only
                     dirty[key] = state
-                    self._dossier(key, state, subject, [], [], group.notices, watermark, out)
+                    self._dossier(key, state, subject, [], [], group.notices, task_wm, out)
                 continue
             errors: list[DetectorError] = []
             findings = self.engine.process(
@@ -851,7 +852,7 @@ class Stage2:
                 out.items += dossiers.relay_reviews(state, subject, fresh + late, noticed)
             if kind == "task" and self.evidence is not None:
                 notices = group.notices
-                self._dossier(key, state, subject, fresh + late, raised, notices, watermark, out)
+                self._dossier(key, state, subject, fresh + late, raised, notices, task_wm, out)
             dirty[key] = state
             deadline = self._deadline(key, state)
             if deadline is not None:
@@ -1022,20 +1023,29 @@ class Stage2:
 
     def held_progress(self) -> list[Message]:
         """The progress the rate limit held back and that is now due, for every target
-        (the worker sends it once a second, between units: ``Stage2Runner.flush``).
-        Without it, the last progress of a stream that went quiet never went out, and
-        the tasks and metric windows waiting for it never judged."""
+        (the worker sends it once a second, between units: ``Stage2Runner.flush``, which
+        calls ``flushed`` once it is delivered). Without it, the last progress of a stream
+        that went quiet never went out, and the tasks and metric windows waiting for it
+        never judged."""
         now = self.clock()
         out: list[Message] = []
-        for partition, (newest, seen) in list(self._progress_held.items()):
+        for partition, (newest, seen) in self._progress_held.items():
             sent_at = self._progress_sent.get(partition, (0.0, 0, None))[0]
-            if now - sent_at < self.progress_every_s:
-                continue
-            del self._progress_held[partition]
-            self._progress_sent[partition] = (now, newest, seen)
-            out += [Progress(target, partition, newest, seen) for target in range(self.partitions)]
-            self.stats.progress_flushed += 1
+            if now - sent_at >= self.progress_every_s:
+                out += [Progress(t, partition, newest, seen) for t in range(self.partitions)]
         return out
+
+    def flushed(self, sent: list[Message]) -> None:
+        """``held_progress``'s messages were delivered: no longer held."""
+        now = self.clock()
+        for item in sent:
+            if not isinstance(item, Progress) or item.to != 0:
+                continue  # one per source partition
+            held = (item.newest, item.seen)
+            if self._progress_held.get(item.source) == held:
+                del self._progress_held[item.source]
+            self._progress_sent[item.source] = (now, item.newest, item.seen)
+            self.stats.progress_flushed += 1
 
     def _add_deltas(
         self,

@@ -312,7 +312,21 @@ class Stage2Runner:
                 return 0
             messages = self.internal(held)
             await self.transport.deliver(messages)
+            self.stage2.flushed(held)
             return len(messages)
+
+    async def flush_forever(self, interval_s: float) -> None:
+        """``flush`` every ``interval_s`` until cancelled (a faust task: a timer would
+        warn "overlapping" whenever it waits for a unit). A failed delivery leaves the
+        progress held, for the next round."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("held-back stage-2 progress not sent (%s); tried again", exc)
 
     def outputs(self, partition: int, out: Stage2Output) -> list[Output]:
         """The unit's outputs as messages: alerts, metrics, dead letters, and internal

@@ -150,6 +150,8 @@ def test_held_back_progress_goes_out_once_due() -> None:
     assert [(p.to, p.source, p.newest) for p in held if isinstance(p, Progress)] == [
         (0, 0, T0 + MINUTE)
     ]
+    assert stage.held_progress() == held  # until delivered (a failed send tries again)
+    stage.flushed(held)
     assert stage.held_progress() == []  # sent once
     assert stage.stats.progress_flushed == 1
     now[0] += 10

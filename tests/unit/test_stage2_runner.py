@@ -324,3 +324,22 @@ def test_held_progress_is_flushed_between_units_never_inside_one() -> None:
         (target, partition, T0 + 60_000) for target in range(PARTITIONS)
     }
     assert asyncio.run(run.flush()) == 0  # nothing held any more
+
+
+def test_a_failed_flush_leaves_the_progress_held_for_the_next_round() -> None:
+    now = [1000.0]
+    run, calls, _, _ = runner()
+    run.stage2.clock = lambda: now[0]
+    records = records_of([[action("e1", T0, "agent-1")], [action("e2", T0 + 60_000, "agent-1")]])
+    asyncio.run(run.handle(records[:1]))
+    now[0] += 0.1
+    asyncio.run(run.handle(records[1:]))  # its progress is held back
+    now[0] += 5
+    run.transport = Topics(calls, crash=True)
+    with pytest.raises(Crash):
+        asyncio.run(run.flush())
+    run.transport = topics = Topics(calls)
+    assert asyncio.run(run.flush()) == PARTITIONS
+    progress = [i for m in topics.sent for i in decode_subject_batch(m.value)[1]]  # type: ignore[union-attr]
+    assert {p.newest for p in progress} == {T0 + 60_000}
+    assert run.stage2.stats.progress_flushed == 1

@@ -45,15 +45,22 @@ def test_restart_on_an_old_table_sends_what_the_old_code_sent() -> None:
     assert [a["alert_id"] for a in got["alerts"]] == [a["alert_id"] for a in expected["alerts"]]
     assert got["alerts"] == expected["alerts"]
 
-    # Every dossier record, each once and the same to the byte; not in the same order
-    # across tasks: a task's timers now wait for the progress every partition relays
-    # (stage2._task_clock), so dossiers judged at a timer may go out a record later.
+    # Every dossier record, each once and the same to the byte but for ``emitted_at``;
+    # not in the same order across tasks. A task (its timers and its dossier) now runs on
+    # the task clock, which waits for the progress every partition relays
+    # (stage2._task_clock): dossiers judged at a timer may go out a record later, and
+    # their ``emitted_at``, that clock, is never after the old code's (the watermark).
     def by_revision(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
         keyed = {(r["task_id"], r["revision"]): r for r in records}
         assert len(keyed) == len(records)  # no record twice
         return keyed
 
-    assert by_revision(got["evidence"]) == by_revision(expected["evidence"])
+    got_d, expected_d = by_revision(got["evidence"]), by_revision(expected["evidence"])
+    assert set(got_d) == set(expected_d)
+    for key, record in got_d.items():
+        old = expected_d[key]
+        assert {**record, "emitted_at": None} == {**old, "emitted_at": None}, key
+        assert record["emitted_at"] <= old["emitted_at"], key
     # the restored alert bookkeeping: each repeated occurrence is an Update (count 2)
     updates = [a for a in got["alerts"] if a["activity_id"] == 2 and a["count"] == 2]
     assert len(updates) >= 10

@@ -1055,11 +1055,15 @@ class Stage2:
         dirty: dict[str, Any],
         partition: int,
     ) -> None:
-        """Apply deltas once each: per source partition, (offset, index) only grows."""
+        """Apply deltas once each: per source partition, (offset, index) only grows.
+
+        The key's timer is pushed only when its deadline changed: the deadline it had
+        already has its entry (``_advance_metrics``)."""
         state: dict[str, Any] = _get(store, dirty, key) or {}
         entry = metric_state(state)
         applied = entry.setdefault(SOURCES, {})
         windows = self._windows(state)
+        before = windows.next_deadline
         for message in deltas:
             src_partition, src_offset, index = message.source
             last = applied.get(str(src_partition))
@@ -1073,7 +1077,7 @@ class Stage2:
         entry[WINDOWS] = windows.state
         dirty[key] = state
         deadline = windows.next_deadline
-        if deadline is not None:
+        if deadline is not None and deadline != before:
             heapq.heappush(self._metric_timers[partition], (deadline, key))
 
     def _advance_metrics(
@@ -1084,6 +1088,12 @@ class Stage2:
         newest: int,
         out: Stage2Output,
     ) -> None:
+        """Advance the metric windows due at ``newest``. A key's current deadline always
+        has an entry of its own (pushed when the deadline became current: assignment,
+        a delta, an advance), so an entry that is no longer its key's deadline is
+        dropped, never pushed again: pushed again, every stale copy came back at each
+        later deadline, and the heap grew by ~10,000 entries per simulated day (soak
+        parameters), its pops with it, for as long as the worker ran."""
         heap = self._metric_timers[partition]
         while heap and heap[0][0] <= newest:
             _, key = heapq.heappop(heap)
@@ -1093,9 +1103,7 @@ class Stage2:
             windows = self._windows(state)
             deadline = windows.next_deadline
             if deadline is None or deadline > newest:
-                if deadline is not None:
-                    heapq.heappush(heap, (deadline, key))
-                continue
+                continue  # a stale copy: the current deadline has its own entry
             out.metrics += windows.advance(newest)
             metric_state(state)[WINDOWS] = windows.state
             dirty[key] = state

@@ -73,3 +73,16 @@ def test_stats_add_and_reset() -> None:
     cache.reset_stats()
     assert cache.stats().lookups == 0
     assert CacheStats(0, 0, 0, 0).hit_ratio == 0.0
+
+
+def test_expired_entries_go_as_new_ones_come_not_only_when_full() -> None:
+    """A worker that sees ever new keys (credentials) must not hold ``max_entries`` of
+    them, nearly all dead: expired entries leave at the next store."""
+    cache: TTLCache[str, int] = TTLCache(max_entries=1000, ttl_s=2.0, clock=lambda: 0.0)
+    cache.put_many(((f"k{i}", i) for i in range(100)), now=0.0)
+    cache.lookup(["k5"], now=1.0)  # a hit: moved to the end, not renewed
+    cache.put_many([("fresh", 1)], now=1.5)
+    assert len(cache) == 101  # nothing expired yet
+    cache.put_many([("new", 2)], now=3.0)
+    assert len(cache) == 2 and "fresh" in cache and "new" in cache
+    assert cache.stats().evictions == 0  # expiry is not an eviction

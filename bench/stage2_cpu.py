@@ -108,11 +108,15 @@ class Harness:
                 self.alerts += len(out.alerts)
                 self.metrics += len(out.metrics)
                 self.dossiers += len(out.evidence)
-                by_target: dict[int, list[Any]] = {}
-                for item in out.items:
-                    by_target.setdefault(item.target(self.partitions), []).append(item)
-                for target, chunk in by_target.items():
-                    queues[target].append(encode_subject_batch(chunk, None))
+                self.enqueue(queues, out.items)
+
+    def enqueue(self, queues: dict[int, deque[bytes]], items: list[Any]) -> None:
+        """Stage 2's own outputs, one internal record per target partition."""
+        by_target: dict[int, list[Any]] = {}
+        for item in items:
+            by_target.setdefault(item.target(self.partitions), []).append(item)
+        for target, chunk in by_target.items():
+            queues[target].append(encode_subject_batch(chunk, None))
 
     def flush(self, stage2: Stage2, queues: dict[int, deque[bytes]]) -> bool:
         """Once the queues are empty, the progress the rate limit held back, as the
@@ -123,11 +127,7 @@ class Harness:
         held = stage2.held_progress()
         stage2.progress_every_s = every
         stage2.flushed(held)
-        by_target: dict[int, list[Any]] = {}
-        for item in held:
-            by_target.setdefault(item.target(self.partitions), []).append(item)
-        for target, chunk in by_target.items():
-            queues[target].append(encode_subject_batch(chunk, None))
+        self.enqueue(queues, held)
         return bool(held)
 
 

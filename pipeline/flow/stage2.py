@@ -772,6 +772,8 @@ class Stage2:
         for key, deltas_of_key in deltas_in.items():
             self._add_deltas(store, key, deltas_of_key, dirty, partition)
         wm_for_detectors = watermark if watermark is not None else -(2**62)
+        #: the slowest progress every partition has relayed (None until all have)
+        slowest = min(sources.values()) if len(sources) >= self.partitions else None
         # A task judges on the slower of the watermark and the progress every partition
         # has relayed (the expiry clock's argument, ``_expire_due``): what another
         # subject sends it about events before that time has arrived by then (a
@@ -779,7 +781,8 @@ class Stage2:
         # alone, a backfill moved it past SP-02's deadline before the relay came.
         # Until every partition has reported, the task waits. Its dossier observes the
         # same clock: it says "not revoked within the grace" only once the task knows.
-        task_wm = self._task_clock(watermark, sources)
+        task_wm = self._task_clock(watermark, slowest)
+        task_wm_for_detectors = task_wm if task_wm is not None else -(2**62)
         for key, group in groups.items():
             kind, subject = group.kind, group.subject
             state: dict[str, Any] | None = _get(store, dirty, key)
@@ -834,9 +837,7 @@ class Stage2:
                 subject,
                 state,
                 fresh,
-                (task_wm if task_wm is not None else -(2**62))
-                if kind == "task"
-                else wm_for_detectors,
+                task_wm_for_detectors if kind == "task" else wm_for_detectors,
                 late,
                 errors,
             )
@@ -874,7 +875,6 @@ class Stage2:
         out.items += [
             MetricDelta(routing_key(d), (partition, offset, i), d) for i, d in enumerate(deltas)
         ]
-        slowest = min(sources.values()) if len(sources) >= self.partitions else None
         if cursor.newest is not None:
             out.items += self._progress(partition, cursor.newest, slowest)
         if slowest is not None:
@@ -981,12 +981,12 @@ class Stage2:
                 self._may_expire(partition, key, state)
         return found
 
-    def _task_clock(self, watermark: int | None, sources: dict[str, int]) -> int | None:
-        """The slower of the watermark and every partition's relayed progress minus the
-        allowed lateness (None until both exist)."""
-        if watermark is None or len(sources) < self.partitions:
+    def _task_clock(self, watermark: int | None, slowest: int | None) -> int | None:
+        """The slower of the watermark and the expiry clock (``slowest``, every
+        partition's relayed progress, minus the allowed lateness); None until both exist."""
+        if watermark is None or slowest is None:
             return None
-        return min(watermark, min(sources.values()) - self.lateness)
+        return min(watermark, slowest - self.lateness)
 
     def _dossier(
         self,

@@ -105,7 +105,7 @@ def backfill(task_clock: bool = True) -> InProcess:
     task's watermark passes the deadline before partition 1 has relayed the revocation."""
     pipe = InProcess(1, subject_partitions=2, identities=REGISTRY)
     if not task_clock:  # the fault: a task judging on its partition's watermark alone
-        pipe.stage2._task_clock = lambda watermark, sources: watermark  # type: ignore[method-assign]
+        pipe.stage2._task_clock = lambda watermark, slowest: watermark  # type: ignore[method-assign]
     assert partition_for("task:task-0", 2) == 0 and partition_for("credential:cred-0", 2) == 1
     events = task_events("task-0", "cred-0")
     pipe.read(0, events)
